@@ -16,6 +16,7 @@
 #include "core/quality.h"
 #include "core/reference.h"
 #include "cpu/cpu_engine.h"
+#include "cuda/cuda_backend.h"
 #include "taylor_attention/taylor_attention.h"
 
 using namespace ta;
@@ -60,6 +61,45 @@ ta_status declined(ta_stats* stats, ta_reason reason, const std::string& detail)
   return fail(TA_FALLBACK, detail.empty() ? std::string(reason_name(reason)) : detail);
 }
 
+// A CUDA mask is copied to the host once so one mask analysis serves both backends.
+struct HostMask {
+  std::vector<unsigned char> storage;
+  ta_tensor view{};
+};
+
+ta_status stage_mask(Problem* p, HostMask* host) {
+  if (p->mask == nullptr || p->mask->device != TA_DEVICE_CUDA || !ta::cuda::available()) return TA_OK;
+  if (ta_status s = ta::cuda::copy_mask_to_host(*p->mask, &host->storage, &host->view); s != TA_OK) return s;
+  p->mask = &host->view;
+  return TA_OK;
+}
+
+// Workspace and state sizes of a runnable call on the problem's backend.
+bool plan_backend(const Problem& p, const ta_config& c, int64_t* workspace, int64_t* state, int* workers,
+                  std::string* why) {
+  if (p.device == TA_DEVICE_CUDA) {
+    ta::cuda::MemoryPlan plan;
+    const char* reason = "";
+    if (!ta::cuda::plan_memory(p, c, &plan, &reason)) {
+      *why = reason;
+      return false;
+    }
+    *workspace = plan.workspace_bytes;
+    *state = plan.state_bytes;
+    *workers = static_cast<int>(plan.units_per_batch);
+    return true;
+  }
+  cpu::MemoryPlan plan;
+  if (!cpu::plan_memory(p, c, &plan)) {
+    *why = "the call's workspace would not fit in 64-bit byte counts (R=" + std::to_string(p.R) + ")";
+    return false;
+  }
+  *workspace = plan.workspace_bytes;
+  *state = plan.state_bytes;
+  *workers = plan.workers;
+  return true;
+}
+
 struct FreeDeleter {
   void operator()(unsigned char* p) const { ::operator delete[](p, std::nothrow); }
 };
@@ -100,8 +140,9 @@ const char* ta_backend_name(ta_backend backend) {
 }
 
 int ta_backend_available(ta_device_type device) {
-  // The CUDA backend registers itself here when it is compiled in (issue: CUDA backend).
-  return device == TA_DEVICE_CPU ? 1 : 0;
+  if (device == TA_DEVICE_CPU) return 1;
+  if (device == TA_DEVICE_CUDA) return ta::cuda::available() ? 1 : 0;
+  return 0;
 }
 
 ta_status ta_tensor_init_contiguous(ta_tensor* t, void* data, ta_dtype dtype, ta_device_type device, int32_t ndim,
@@ -188,6 +229,8 @@ ta_status ta_attention_check(const ta_attention_args* args, const ta_config* con
     if (reason == nullptr) return fail(TA_ERR_INVALID_ARGUMENT, "reason is NULL");
     Problem p;
     if (ta_status s = describe_problem(args, config, /*require_data=*/true, &p); s != TA_OK) return s;
+    HostMask host_mask;
+    if (ta_status s = stage_mask(&p, &host_mask); s != TA_OK) return s;
     std::string detail;
     *reason = apply_guards(p, *config, nullptr, &detail);
     if (*reason != TA_REASON_NONE) {
@@ -210,13 +253,12 @@ ta_status ta_attention_memory_estimate(const ta_attention_args* args, const ta_c
     estimate->output_bytes = out_elems * static_cast<int64_t>(dtype_size(p.dtype));
     if (p.ds > 0 && p.R > 0) {
       estimate->feature_dim = p.R;
-      cpu::MemoryPlan plan;
-      if (!cpu::plan_memory(p, *config, &plan)) {
-        return fail(TA_ERR_OUT_OF_MEMORY, "the call's workspace would not fit in 64-bit byte counts (R=" +
-                                              std::to_string(p.R) + ")");
-      }
-      estimate->state_bytes = plan.state_bytes;
-      estimate->workspace_bytes = plan.workspace_bytes;
+      int64_t workspace = 0, state = 0;
+      int workers = 0;
+      std::string why;
+      if (!plan_backend(p, *config, &workspace, &state, &workers, &why)) return fail(TA_ERR_OUT_OF_MEMORY, why);
+      estimate->state_bytes = state;
+      estimate->workspace_bytes = workspace;
     }
     estimate->total_bytes = estimate->workspace_bytes + estimate->output_bytes;
     clear_error();
@@ -228,18 +270,18 @@ ta_status ta_attention_workspace_size(const ta_attention_args* args, const ta_co
   return guarded([&] {
     if (bytes == nullptr) return fail(TA_ERR_INVALID_ARGUMENT, "bytes is NULL");
     Problem p;
-    if (ta_status s = describe_problem(args, config, /*require_data=*/false, &p); s != TA_OK) return s;
+    if (ta_status s = describe_problem(args, config, /*require_data=*/true, &p); s != TA_OK) return s;
     *bytes = 0;
     // A call that a shape guard declines needs nothing (and R may be absurd there).
     if (p.ds == 0 || p.R < 0 || p.R > config->max_feature_dim_R || p.ds > config->max_head_dim) {
       clear_error();
       return TA_OK;
     }
-    cpu::MemoryPlan plan;
-    if (!cpu::plan_memory(p, *config, &plan)) {
-      return fail(TA_ERR_OUT_OF_MEMORY, "the call's workspace would not fit in 64-bit byte counts");
-    }
-    *bytes = static_cast<size_t>(plan.workspace_bytes);
+    int64_t workspace = 0, state = 0;
+    int workers = 0;
+    std::string why;
+    if (!plan_backend(p, *config, &workspace, &state, &workers, &why)) return fail(TA_ERR_OUT_OF_MEMORY, why);
+    *bytes = static_cast<size_t>(workspace);
     clear_error();
     return TA_OK;
   });
@@ -247,7 +289,6 @@ ta_status ta_attention_workspace_size(const ta_attention_args* args, const ta_co
 
 ta_status ta_attention_run(const ta_attention_args* args, const ta_config* config, void* workspace,
                            size_t workspace_bytes, void* stream, ta_stats* stats) {
-  (void)stream;  // CPU backend: no stream
   return guarded([&]() -> ta_status {
     if (ta_status s = check_stats(stats); s != TA_OK) return s;
     if (stats) ta_stats_init(stats);
@@ -255,47 +296,54 @@ ta_status ta_attention_run(const ta_attention_args* args, const ta_config* confi
     Problem p;
     if (ta_status s = describe_problem(args, config, /*require_data=*/true, &p); s != TA_OK) return s;
     if (stats) fill_shape_stats(p, stats);
+    HostMask host_mask;
+    if (ta_status s = stage_mask(&p, &host_mask); s != TA_OK) return s;
     KeyMask mask;
     std::string detail;
     if (const ta_reason why = apply_guards(p, *config, &mask, &detail); why != TA_REASON_NONE) {
       return declined(stats, why, detail);
     }
+    const bool on_gpu = p.device == TA_DEVICE_CUDA;
 
-    cpu::MemoryPlan plan;
-    if (!cpu::plan_memory(p, *config, &plan)) {
+    int64_t needed_bytes = 0, state_bytes = 0;
+    int workers = 1;
+    std::string why_not;
+    if (!plan_backend(p, *config, &needed_bytes, &state_bytes, &workers, &why_not)) {
       if (stats) stats->fallback_reason = TA_REASON_OUT_OF_MEMORY;
-      return fail(TA_ERR_OUT_OF_MEMORY, "the call's workspace would not fit in 64-bit byte counts");
+      return fail(TA_ERR_OUT_OF_MEMORY, why_not);
     }
-    const auto needed = static_cast<size_t>(plan.workspace_bytes);
+    const auto needed = static_cast<size_t>(needed_bytes);
     std::unique_ptr<unsigned char[], FreeDeleter> owned;
-    if (workspace == nullptr) {
+    if (workspace == nullptr && !on_gpu) {  // the CUDA backend allocates on its stream
       owned.reset(new (std::nothrow) unsigned char[needed]);
       if (!owned) {
         if (stats) stats->fallback_reason = TA_REASON_OUT_OF_MEMORY;
         return fail(TA_ERR_OUT_OF_MEMORY, "could not allocate a workspace of " + std::to_string(needed) + " bytes");
       }
       workspace = owned.get();
-    } else if (workspace_bytes < needed) {
+    } else if (workspace != nullptr && workspace_bytes < needed) {
       if (stats) stats->fallback_reason = TA_REASON_OUT_OF_MEMORY;
       return fail(TA_ERR_WORKSPACE_TOO_SMALL, "workspace holds " + std::to_string(workspace_bytes) +
                                                   " bytes, the call needs " + std::to_string(needed));
     }
     if (stats) {
-      stats->state_bytes = plan.state_bytes / plan.workers;
-      stats->workspace_bytes = plan.workspace_bytes;
+      stats->state_bytes = state_bytes / std::max(1, workers);
+      stats->workspace_bytes = needed_bytes;
     }
 
     ta_reason why = TA_REASON_NONE;
-    const ta_status s = cpu::run(p, *config, mask, workspace, needed, stats, &why);
+    const ta_status s = on_gpu ? ta::cuda::run(p, *config, mask, workspace, needed, stream, stats, &why)
+                               : cpu::run(p, *config, mask, workspace, needed, stats, &why);
     if (s == TA_FALLBACK) return declined(stats, why, "");
+    if (s == TA_ERR_OUT_OF_MEMORY && stats) stats->fallback_reason = TA_REASON_OUT_OF_MEMORY;
     if (s != TA_OK) return s;
-    if (config->quality_check && config->quality_check_samples > 0 && stats) {
+    if (!on_gpu && config->quality_check && config->quality_check_samples > 0 && stats) {
       const auto tq = std::chrono::steady_clock::now();
       run_quality_check(p, *config, mask, &stats->quality_vs_original, &stats->quality_truncation);
       stats->time_quality_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tq).count();
     }
     if (stats) {
-      stats->backend = TA_BACKEND_CPU;
+      stats->backend = on_gpu ? TA_BACKEND_CUDA : TA_BACKEND_CPU;
       stats->fallback_reason = TA_REASON_NONE;
       stats->time_total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }

@@ -9,6 +9,7 @@
 #include "core/combinatorics.h"
 #include "core/dtype.h"
 #include "core/wide_int.h"
+#include "cuda/limits.h"
 
 namespace ta {
 namespace {
@@ -145,6 +146,7 @@ ta_status describe_problem(const ta_attention_args* args, const ta_config* confi
       if (m.shape[i] <= 0) return invalid("mask.shape[" + std::to_string(i) + "] must be positive");
     }
     if (dtype_size(m.dtype) == 0) return invalid("mask has an unknown dtype");
+    if (require_data && m.data == nullptr) return invalid("mask.data is NULL");
     const int64_t last = max_element_offset(m);
     if (last < 0 || last >= INT64_MAX / 8) return invalid("mask: shape x strides overflow 64-bit byte offsets");
   }
@@ -222,6 +224,10 @@ ta_reason apply_guards(const Problem& p, const ta_config& c, KeyMask* mask_out, 
   }
   if (p.ds > c.max_head_dim) {
     return decline(TA_REASON_HEAD_DIM_TOO_LARGE, "slice dim " + num(p.ds) + " > max_head_dim=" + num(c.max_head_dim));
+  }
+  if (p.device == TA_DEVICE_CUDA && (p.ds > cuda::kMaxSliceDim || p.dvs > cuda::kMaxValueSliceDim)) {
+    return decline(TA_REASON_HEAD_DIM_TOO_LARGE, "the CUDA kernels take slice dims up to " + num(cuda::kMaxSliceDim) +
+                                                     " (d/G) and " + num(cuda::kMaxValueSliceDim) + " (dv/G)");
   }
   if (p.R < 0 || p.R > c.max_feature_dim_R) {
     return decline(TA_REASON_FEATURE_DIM_TOO_LARGE,

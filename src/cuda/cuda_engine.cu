@@ -1,0 +1,485 @@
+// Host side of the CUDA backend: workspace layout, batching of (batch, head, slice)
+// units so states stay bounded, kernel dispatch, statistics and the quality check.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "api/errors.h"
+#include "core/combinatorics.h"
+#include "core/dtype.h"
+#include "core/quality.h"
+#include "core/sampling.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/kernels/features.cuh"
+#include "cuda/kernels/key_pass.cuh"
+#include "cuda/kernels/prep.cuh"
+#include "cuda/kernels/probe.cuh"
+#include "cuda/kernels/quality.cuh"
+#include "cuda/kernels/query_pass.cuh"
+#include "cuda/limits.h"
+
+namespace ta::cuda {
+namespace {
+
+constexpr int64_t kAlign = 256;
+// States of at most this many bytes live at once; larger calls run in unit batches,
+// which keeps P=4 on full 128-dim heads (199 MB per head) inside a 24 GB card.
+constexpr int64_t kStateBudgetBytes = int64_t{1} << 30;
+constexpr int kWarps = 4;  // warps per block in the tensor-core passes
+
+int64_t align_up(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+int state_columns(const Problem& p, const ta_config& c) {
+  const int64_t need = p.dvs + 1 + (c.denom_fp32 ? 1 : 0);
+  for (int nc : {40, 72, 136}) {
+    if (need <= nc) return nc;
+  }
+  return 0;
+}
+
+// Top degree as the kernels' compile-time constant: specialised for P <= 4.
+int degree_class(int P) { return P <= 3 ? 2 : P == 4 ? 3 : kMaxDegreeSlots; }
+
+struct Layout {
+  int64_t ids, weight, S, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got, total;
+};
+
+Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
+  Layout l{};
+  int64_t at = 0;
+  auto take = [&at](int64_t bytes) {
+    const int64_t here = at;
+    at += align_up(bytes);
+    return here;
+  };
+  const int64_t qs = std::min<int64_t>(c.quality_check_samples, p.Nq);
+  l.ids = take(p.R * 16);
+  l.weight = take(p.R * 4);
+  l.S = take(upb * p.R * nc * 4);
+  l.qfac = take(upb * p.Nq * 4);
+  l.kfac = take(upb * p.Nk * 4);
+  l.keep = take(p.B * p.Nk);
+  l.stats = take(sizeof(DeviceStats));
+  l.probe_rows = take(std::min<int64_t>(c.probe_samples, p.Nq) * 8);
+  l.q_rows = take(qs * 8);
+  l.q_ref_o = take(p.B * p.H * qs * p.dv * 4);
+  l.q_ref_m = take(p.B * p.H * qs * p.dv * 4);
+  l.q_got = take(p.B * p.H * qs * p.dv * 4);
+  l.total = at + kAlign;  // slack to align the caller's pointer
+  return l;
+}
+
+int64_t units_per_batch(const Problem& p, int nc) {
+  const int64_t units = p.B * p.H * p.G;
+  const int64_t per_unit = std::max<int64_t>(1, p.R * nc * 4);
+  return std::clamp<int64_t>(kStateBudgetBytes / per_unit, 1, std::min<int64_t>(units, 65535));
+}
+
+Strided strided(const ta_tensor& t) {
+  return Strided{t.data, t.strides[0], t.strides[1], t.strides[2], t.strides[3], static_cast<int>(t.dtype)};
+}
+
+ta_status cuda_fail(cudaError_t e, const char* what) {
+  return fail(TA_ERR_DEVICE, std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" +
+                                 cudaGetErrorString(e) + ")");
+}
+
+#define TA_CUDA_TRY(expr, what)                  \
+  do {                                           \
+    const cudaError_t err_ = (expr);             \
+    if (err_ != cudaSuccess) return cuda_fail(err_, what); \
+  } while (0)
+
+#define TA_CUDA_LAUNCHED(what) TA_CUDA_TRY(cudaGetLastError(), what)
+
+float decode_ordered(unsigned int u) {
+  const unsigned int bits = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+ta_reason reason_from_flags(unsigned int flags) {
+  if (flags & kFlagDenInvalid) return TA_REASON_DENOMINATOR_INVALID;
+  if (flags & kFlagDenTooSmall) return TA_REASON_DENOMINATOR_TOO_SMALL;
+  if (flags & kFlagNonFiniteOut) return TA_REASON_NON_FINITE_OUTPUT;
+  return TA_REASON_NONE;
+}
+
+// Raises a kernel's dynamic shared-memory limit when it needs more than the default.
+template <class Kernel>
+ta_status allow_smem(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024) {
+    TA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                "cudaFuncSetAttribute");
+  }
+  return TA_OK;
+}
+
+struct Timers {
+  float key_ms = 0, probe_ms = 0, query_ms = 0;
+};
+
+// The passes for one batch of units, with the kernels' compile-time shape.
+template <int NC, int DMAX>
+ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int64_t* probe_rows, int32_t nprobe,
+                    cudaStream_t stream, int sms, bool* probe_failed, DeviceStats* host_stats, cudaEvent_t (&ev)[4],
+                    Timers* timers) {
+  const Geometry& g = args.g;
+  const bool fast = !c.force_fp32;
+  const int ds = g.ds;
+  // Key pass: split keys over blockIdx.z only when rows x units cannot fill the GPU
+  // (split results add up with atomics: not bit-reproducible run to run).
+  const int64_t rows_per_block = fast ? kWarps * 16 : 32;
+  const int64_t tiles = (g.R + rows_per_block - 1) / rows_per_block;
+  int64_t splits = 1;
+  if (tiles * units < 2 * sms) {
+    splits = std::min<int64_t>((2 * sms + tiles * units - 1) / (tiles * units),
+                               std::max<int64_t>(1, g.Nk / (8 * kKeyChunk)));
+  }
+  args.keys_per_split = ((g.Nk + splits - 1) / splits + kKeyChunk - 1) / kKeyChunk * kKeyChunk;
+  splits = (g.Nk + args.keys_per_split - 1) / args.keys_per_split;
+  if (splits > 1) TA_CUDA_TRY(cudaMemsetAsync(args.S, 0, units * g.R * NC * 4, stream), "cudaMemsetAsync(S)");
+  const dim3 kgrid(static_cast<unsigned>(tiles), static_cast<unsigned>(units), static_cast<unsigned>(splits));
+  TA_CUDA_TRY(cudaEventRecord(ev[0], stream), "cudaEventRecord");
+  if (fast) {
+    const size_t smem = kKeyChunk * (ds + 1) * 4 + NC * (kKeyChunk + 8) * 2;
+    if (ta_status s = allow_smem(key_pass_mma<NC, kWarps, DMAX>, smem); s != TA_OK) return s;
+    key_pass_mma<NC, kWarps, DMAX><<<kgrid, kWarps * 32, smem, stream>>>(args);
+  } else {
+    const size_t smem = (kKeyChunk * (ds + 1) + kKeyChunk * NC + 32 * kKeyChunk) * 4;
+    if (ta_status s = allow_smem(key_pass_simt<NC, DMAX>, smem); s != TA_OK) return s;
+    key_pass_simt<NC, DMAX><<<kgrid, 256, smem, stream>>>(args);
+  }
+  TA_CUDA_LAUNCHED("key pass");
+  TA_CUDA_TRY(cudaEventRecord(ev[1], stream), "cudaEventRecord");
+
+  // Early probe. z and S come out of one tensor-core product here, so the probe runs
+  // after the key pass; a bad probe still skips the query pass.
+  if (nprobe > 0) {
+    const int64_t items = units * nprobe;
+    const int warps = 8;
+    probe_denominators<NC, DMAX><<<static_cast<unsigned>((items + warps - 1) / warps), warps * 32,
+                                   warps * ds * 4, stream>>>(args, probe_rows, nprobe, static_cast<int32_t>(units));
+    TA_CUDA_LAUNCHED("probe");
+    TA_CUDA_TRY(cudaMemcpyAsync(host_stats, args.stats, sizeof(DeviceStats), cudaMemcpyDeviceToHost, stream),
+                "cudaMemcpyAsync(stats)");
+    TA_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize(probe)");
+    if (host_stats->probe_flags != 0) *probe_failed = true;
+  }
+  TA_CUDA_TRY(cudaEventRecord(ev[2], stream), "cudaEventRecord");
+  if (!*probe_failed) {
+    if (fast) {
+      constexpr int BQ = kWarps * 16;
+      const size_t smem = BQ * (ds + 1) * 4 + 2 * BQ * 4 + kStateChunk * 16 + NC * (kStateChunk + 8) * 2;
+      if (ta_status s = allow_smem(query_pass_mma<NC, kWarps, DMAX>, smem); s != TA_OK) return s;
+      const dim3 qgrid(static_cast<unsigned>((g.Nq + BQ - 1) / BQ), static_cast<unsigned>(units));
+      query_pass_mma<NC, kWarps, DMAX><<<qgrid, kWarps * 32, smem, stream>>>(args);
+    } else {
+      const size_t smem = (32 * (ds + 1) + 32 * kStateChunk + kStateChunk * NC + 32) * 4;
+      if (ta_status s = allow_smem(query_pass_simt<NC, DMAX>, smem); s != TA_OK) return s;
+      const dim3 qgrid(static_cast<unsigned>((g.Nq + 31) / 32), static_cast<unsigned>(units));
+      query_pass_simt<NC, DMAX><<<qgrid, 256, smem, stream>>>(args);
+    }
+    TA_CUDA_LAUNCHED("query pass");
+  }
+  TA_CUDA_TRY(cudaEventRecord(ev[3], stream), "cudaEventRecord");
+  TA_CUDA_TRY(cudaEventSynchronize(ev[3]), "cudaEventSynchronize");
+  float ms = 0;
+  cudaEventElapsedTime(&ms, ev[0], ev[1]);
+  timers->key_ms += ms;
+  cudaEventElapsedTime(&ms, ev[1], ev[2]);
+  timers->probe_ms += ms;
+  cudaEventElapsedTime(&ms, ev[2], ev[3]);
+  timers->query_ms += ms;
+  return TA_OK;
+}
+
+using BatchFn = ta_status (*)(const ta_config&, PassArgs, int64_t, const int64_t*, int32_t, cudaStream_t, int, bool*,
+                              DeviceStats*, cudaEvent_t (&)[4], Timers*);
+
+// The one place where (state columns, top degree) become compile-time constants.
+BatchFn select_batch(int nc, int dmax) {
+#define TA_CASE(NC_, D_) \
+  if (nc == NC_ && dmax == D_) return &run_batch<NC_, D_>;
+  TA_CASE(40, 2) TA_CASE(40, 3) TA_CASE(40, kMaxDegreeSlots)
+  TA_CASE(72, 2) TA_CASE(72, 3) TA_CASE(72, kMaxDegreeSlots)
+  TA_CASE(136, 2) TA_CASE(136, 3) TA_CASE(136, kMaxDegreeSlots)
+#undef TA_CASE
+  return nullptr;
+}
+
+struct EventSet {
+  cudaEvent_t ev[4] = {};
+  ~EventSet() {
+    for (cudaEvent_t e : ev) {
+      if (e) cudaEventDestroy(e);
+    }
+  }
+};
+
+// Restores the caller's current device on every exit path.
+struct DeviceGuard {
+  int previous = -1;
+  ~DeviceGuard() {
+    if (previous >= 0) cudaSetDevice(previous);
+  }
+};
+
+ta_status quality_check(const Problem& p, const ta_config& c, const KeyMask& mask, const Layout& l,
+                        unsigned char* ws, cudaStream_t stream, ta_stats* stats) {
+  const std::vector<int64_t> rows = sample_rows(p.Nq, c.quality_check_samples, c.seed ^ kQualityStream);
+  const auto n = static_cast<int32_t>(rows.size());
+  if (n == 0 || p.dv / std::max(1, p.G) > 32 * kQualityMaxValueCols || p.dv > 32 * kQualityMaxValueCols) return TA_OK;
+  auto* d_rows = reinterpret_cast<int64_t*>(ws + l.q_rows);
+  TA_CUDA_TRY(cudaMemcpyAsync(d_rows, rows.data(), rows.size() * 8, cudaMemcpyHostToDevice, stream), "quality rows");
+  QualityArgs qa{};
+  qa.q = strided(*p.q);
+  qa.k = strided(*p.k);
+  qa.v = strided(*p.v);
+  qa.out = strided(*p.out);
+  qa.B = p.B, qa.H = p.H, qa.Nq = p.Nq, qa.Nk = p.Nk, qa.d = p.d, qa.dv = p.dv;
+  qa.keep = mask.empty() ? nullptr : ws + l.keep;
+  qa.mask_batch_stride = mask.batch_stride;
+  qa.rows = d_rows;
+  qa.nrows = n;
+  qa.eps = static_cast<float>(c.eps);
+  const unsigned blocks = static_cast<unsigned>(p.B * p.H * n);
+  // Original call: full head, base scale, nothing else.
+  qa.G = 1, qa.normalize = 0, qa.scale = static_cast<float>(p.base_scale);
+  qa.ref = reinterpret_cast<float*>(ws + l.q_ref_o);
+  qa.got = reinterpret_cast<float*>(ws + l.q_got);
+  exact_rows<<<blocks, 128, p.d * 4, stream>>>(qa);
+  TA_CUDA_LAUNCHED("quality reference (original)");
+  // Modified function: slices, normalisation, scale_mul.
+  qa.G = p.G, qa.normalize = c.qk_normalize, qa.scale = static_cast<float>(p.slice_scale);
+  qa.ref = reinterpret_cast<float*>(ws + l.q_ref_m);
+  qa.got = nullptr;
+  exact_rows<<<blocks, 128, p.ds * 4, stream>>>(qa);
+  TA_CUDA_LAUNCHED("quality reference (modified)");
+  const size_t count = static_cast<size_t>(p.B * p.H * n * p.dv);
+  std::vector<float> ref_o(count), ref_m(count), got(count);
+  TA_CUDA_TRY(cudaMemcpyAsync(ref_o.data(), ws + l.q_ref_o, count * 4, cudaMemcpyDeviceToHost, stream), "copy");
+  TA_CUDA_TRY(cudaMemcpyAsync(ref_m.data(), ws + l.q_ref_m, count * 4, cudaMemcpyDeviceToHost, stream), "copy");
+  TA_CUDA_TRY(cudaMemcpyAsync(got.data(), ws + l.q_got, count * 4, cudaMemcpyDeviceToHost, stream), "copy");
+  TA_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize(quality)");
+  ErrorAccumulator acc_o, acc_m;
+  std::vector<double> g(static_cast<size_t>(p.dv)), ro(g.size()), rm(g.size());
+  for (size_t row = 0; row < count / static_cast<size_t>(p.dv); ++row) {
+    for (int64_t col = 0; col < p.dv; ++col) {
+      const size_t i = row * static_cast<size_t>(p.dv) + static_cast<size_t>(col);
+      g[static_cast<size_t>(col)] = got[i];
+      ro[static_cast<size_t>(col)] = ref_o[i];
+      rm[static_cast<size_t>(col)] = ref_m[i];
+    }
+    acc_o.add_row(g.data(), ro.data(), p.dv);
+    acc_m.add_row(g.data(), rm.data(), p.dv);
+  }
+  stats->quality_vs_original = acc_o.finish(n);
+  stats->quality_truncation = acc_m.finish(n);
+  return TA_OK;
+}
+
+ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, unsigned char* ws,
+                   cudaStream_t stream, ta_stats* stats, ta_reason* reason) {
+  const int nc = state_columns(p, c);
+  const BatchFn batch = select_batch(nc, degree_class(p.P));
+  if (batch == nullptr) return fail(TA_ERR_INTERNAL, "no kernel for these state columns / degree");
+  const int64_t upb = units_per_batch(p, nc);
+  const Layout l = layout_for(p, c, upb, nc);
+  int sms = 0;
+  TA_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, p.q->device_id), "device attribute");
+
+  // Feature table, statistics, key mask.
+  FeatureTableArgs fa{};
+  fa.R = p.R;
+  fa.d = static_cast<int32_t>(p.ds);
+  fa.P = p.P;
+  // Degree p occupies [offset[p], offset[p+1]) with C(ds + p - 1, p) features.
+  fa.degree_offset[0] = 0;
+  for (int i = 1; i <= p.P; ++i) fa.degree_offset[i] = fa.degree_offset[i - 1] + *binomial(p.ds + i - 2, i - 1);
+  auto* ids = ws + l.ids;
+  auto* weight = reinterpret_cast<float*>(ws + l.weight);
+  build_feature_table<<<static_cast<unsigned>((p.R + 255) / 256), 256, 0, stream>>>(fa, ids, weight);
+  TA_CUDA_LAUNCHED("feature table");
+  auto* dstats = reinterpret_cast<DeviceStats*>(ws + l.stats);
+  DeviceStats init{};
+  init.den_min_bits = 0xffffffffu;
+  init.den_max_bits = 0u;
+  init.probe_min_bits = 0xffffffffu;
+  TA_CUDA_TRY(cudaMemcpyAsync(dstats, &init, sizeof init, cudaMemcpyHostToDevice, stream), "stats init");
+  if (!mask.empty()) {
+    TA_CUDA_TRY(cudaMemcpyAsync(ws + l.keep, mask.keep.data(), mask.keep.size(), cudaMemcpyHostToDevice, stream),
+                "mask upload");
+  }
+  std::vector<int64_t> probe_rows;
+  if (c.early_probe && c.probe_samples > 0) {
+    probe_rows = sample_rows(p.Nq, c.probe_samples, c.seed ^ kProbeStream);
+    TA_CUDA_TRY(cudaMemcpyAsync(ws + l.probe_rows, probe_rows.data(), probe_rows.size() * 8, cudaMemcpyHostToDevice,
+                                stream),
+                "probe rows");
+  }
+
+  PassArgs args{};
+  args.g = Geometry{p.B, p.H, p.G, p.Nq, p.Nk, static_cast<int32_t>(p.ds), static_cast<int32_t>(p.dvs), p.P, p.R, 0,
+                    mask.batch_stride};
+  args.q = strided(*p.q);
+  args.k = strided(*p.k);
+  args.v = strided(*p.v);
+  args.out = StridedOut{p.out->data, p.out->strides[0], p.out->strides[1], p.out->strides[2], p.out->strides[3],
+                        static_cast<int>(p.out->dtype)};
+  args.ids = ids;
+  args.weight = weight;
+  args.qfac = reinterpret_cast<float*>(ws + l.qfac);
+  args.kfac = reinterpret_cast<float*>(ws + l.kfac);
+  args.keep = mask.empty() ? nullptr : ws + l.keep;
+  args.S = reinterpret_cast<float*>(ws + l.S);
+  args.denom_split = c.denom_fp32 ? 1 : 0;
+  args.eps = static_cast<float>(c.eps);
+  args.fallback_on_negative = c.fallback_on_negative;
+  args.stats = dstats;
+
+  EventSet events;
+  for (cudaEvent_t& e : events.ev) TA_CUDA_TRY(cudaEventCreate(&e), "cudaEventCreate");
+  const double root = std::sqrt(std::fabs(p.slice_scale));
+  const auto q_mul = static_cast<float>(p.slice_scale < 0 ? -root : root);
+  const auto k_mul = static_cast<float>(root);
+  Timers timers;
+  DeviceStats host{};
+  bool probe_failed = false;
+  const int64_t units = p.B * p.H * p.G;
+  for (int64_t u0 = 0; u0 < units && !probe_failed; u0 += upb) {
+    const int64_t n = std::min(upb, units - u0);
+    args.g.unit0 = u0;
+    const auto un = static_cast<int32_t>(n);
+    token_factors<<<static_cast<unsigned>((p.Nq * n * 32 + 255) / 256), 256, 0, stream>>>(
+        args.g, args.q, p.Nq, un, q_mul, c.qk_normalize, args.eps, const_cast<float*>(args.qfac));
+    token_factors<<<static_cast<unsigned>((p.Nk * n * 32 + 255) / 256), 256, 0, stream>>>(
+        args.g, args.k, p.Nk, un, k_mul, c.qk_normalize, args.eps, const_cast<float*>(args.kfac));
+    TA_CUDA_LAUNCHED("token factors");
+    const auto nprobe = static_cast<int32_t>(probe_rows.size());
+    if (ta_status s = batch(c, args, n, reinterpret_cast<const int64_t*>(ws + l.probe_rows), nprobe, stream, sms,
+                            &probe_failed, &host, events.ev, &timers);
+        s != TA_OK) {
+      return s;
+    }
+  }
+  TA_CUDA_TRY(cudaMemcpyAsync(&host, dstats, sizeof host, cudaMemcpyDeviceToHost, stream), "stats copy");
+  TA_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  if (stats) {
+    stats->time_key_pass_ms = timers.key_ms;
+    stats->time_probe_ms = timers.probe_ms;
+    stats->time_query_pass_ms = timers.query_ms;
+    if (!probe_rows.empty()) {
+      stats->probe_ran = 1;
+      stats->probe_samples = static_cast<int32_t>(probe_rows.size());
+      stats->probe_denom_min = host.probe_min_bits == 0xffffffffu ? std::nan("") : decode_ordered(host.probe_min_bits);
+    }
+    stats->denom_count = static_cast<int64_t>(host.den_count);
+    const auto finite = static_cast<int64_t>(host.den_count - host.non_finite);
+    stats->denom_min = finite > 0 ? decode_ordered(host.den_min_bits) : std::nan("");
+    stats->denom_max = finite > 0 ? decode_ordered(host.den_max_bits) : std::nan("");
+    stats->denom_mean = finite > 0 ? host.den_sum / static_cast<double>(finite) : std::nan("");
+    stats->denom_le_eps = static_cast<int64_t>(host.le_eps);
+    stats->denom_non_finite = static_cast<int64_t>(host.non_finite);
+  }
+  if (probe_failed) {
+    *reason = reason_from_flags(host.probe_flags);
+    return TA_FALLBACK;
+  }
+  if (const ta_reason why = reason_from_flags(host.flags); why != TA_REASON_NONE) {
+    *reason = why;
+    return TA_FALLBACK;
+  }
+  if (c.quality_check && c.quality_check_samples > 0 && stats) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (ta_status s = quality_check(p, c, mask, l, ws, stream, stats); s != TA_OK) return s;
+    stats->time_quality_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+  *reason = TA_REASON_NONE;
+  return TA_OK;
+}
+
+}  // namespace
+
+bool available() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear: "no device" must not poison later calls
+    return false;
+  }
+  return count > 0;
+}
+
+bool plan_memory(const Problem& p, const ta_config& c, MemoryPlan* plan, const char** why) {
+  const int nc = state_columns(p, c);
+  if (nc == 0 || p.ds > kMaxSliceDim) {
+    if (why) *why = "slice dims beyond the CUDA kernels' limits";
+    return false;
+  }
+  // R is bounded by max_feature_dim_R; keep the byte arithmetic in range anyway.
+  if (p.R > (int64_t{1} << 40) || p.Nq > (int64_t{1} << 40) || p.Nk > (int64_t{1} << 40)) {
+    if (why) *why = "sizes too large to plan";
+    return false;
+  }
+  const int64_t upb = units_per_batch(p, nc);
+  const Layout l = layout_for(p, c, upb, nc);
+  plan->units_per_batch = upb;
+  plan->state_bytes = upb * p.R * nc * 4;
+  plan->workspace_bytes = l.total;
+  return true;
+}
+
+ta_status copy_mask_to_host(const ta_tensor& mask, std::vector<unsigned char>* storage, ta_tensor* host_view) {
+  int64_t last = 0;
+  for (int i = 0; i < mask.ndim; ++i) last += (mask.shape[i] - 1) * mask.strides[i];
+  const size_t bytes = static_cast<size_t>(last + 1) * dtype_size(mask.dtype);
+  storage->resize(bytes);
+  DeviceGuard guard;
+  TA_CUDA_TRY(cudaGetDevice(&guard.previous), "cudaGetDevice");
+  TA_CUDA_TRY(cudaSetDevice(mask.device_id), "cudaSetDevice");
+  TA_CUDA_TRY(cudaMemcpy(storage->data(), mask.data, bytes, cudaMemcpyDeviceToHost), "mask copy");
+  *host_view = mask;
+  host_view->data = storage->data();
+  host_view->device = TA_DEVICE_CPU;
+  host_view->device_id = 0;
+  return TA_OK;
+}
+
+ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* workspace, size_t workspace_bytes,
+              void* stream_ptr, ta_stats* stats, ta_reason* reason) {
+  (void)workspace_bytes;  // checked by the caller against plan_memory
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  DeviceGuard guard;
+  TA_CUDA_TRY(cudaGetDevice(&guard.previous), "cudaGetDevice");
+  TA_CUDA_TRY(cudaSetDevice(p.q->device_id), "cudaSetDevice");
+  MemoryPlan plan;
+  if (!plan_memory(p, c, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");
+  void* owned = nullptr;
+  if (workspace == nullptr) {
+    const cudaError_t e = cudaMallocAsync(&owned, static_cast<size_t>(plan.workspace_bytes), stream);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      *reason = TA_REASON_OUT_OF_MEMORY;
+      return fail(TA_ERR_OUT_OF_MEMORY, "cudaMallocAsync of " + std::to_string(plan.workspace_bytes) +
+                                            " bytes failed: " + cudaGetErrorString(e));
+    }
+    workspace = owned;
+  }
+  const auto addr = reinterpret_cast<uintptr_t>(workspace);
+  auto* ws = reinterpret_cast<unsigned char*>((addr + kAlign - 1) / kAlign * kAlign);
+  const ta_status s = run_impl(p, c, mask, ws, stream, stats, reason);
+  if (owned != nullptr) {
+    cudaFreeAsync(owned, stream);
+    cudaStreamSynchronize(stream);
+  }
+  if (s == TA_ERR_DEVICE) cudaGetLastError();  // clear non-sticky errors for the next call
+  return s;
+}
+
+}  // namespace ta::cuda

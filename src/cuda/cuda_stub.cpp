@@ -1,0 +1,23 @@
+// Built when the CUDA backend is not compiled: CUDA tensors are answered with
+// TA_REASON_UNSUPPORTED_DEVICE by the guards, so these are never reached for work.
+#include "api/errors.h"
+#include "cuda/cuda_backend.h"
+
+namespace ta::cuda {
+
+bool available() { return false; }
+
+bool plan_memory(const Problem&, const ta_config&, MemoryPlan*, const char** why) {
+  if (why) *why = "this build has no CUDA backend";
+  return false;
+}
+
+ta_status copy_mask_to_host(const ta_tensor&, std::vector<unsigned char>*, ta_tensor*) {
+  return fail(TA_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+
+ta_status run(const Problem&, const ta_config&, const KeyMask&, void*, size_t, void*, ta_stats*, ta_reason*) {
+  return fail(TA_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+
+}  // namespace ta::cuda
