@@ -22,7 +22,7 @@ std::optional<int64_t> binomial(int64_t n, int64_t k) {
 std::optional<int64_t> feature_dim(int64_t d, int32_t P) {
   if (d < 1 || P < 1) return std::nullopt;
   if (d > std::numeric_limits<int64_t>::max() - (P - 1)) return std::nullopt;  // d + P - 1 overflows
-  return binomial(d + P - 1, P - 1);
+  return binomial(d + (P - 1), P - 1);  // d + P alone could overflow first
 }
 
 FeatureLayout make_feature_layout(int32_t d, int32_t P) {

@@ -31,6 +31,20 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+// A C caller can store any int in an enum field; reading it as the enum type would be
+// undefined for values outside the enumerators, so fields are inspected as integers.
+template <class Enum>
+int32_t raw_enum(const Enum& e) {
+  int32_t raw = 0;
+  std::memcpy(&raw, &e, sizeof raw);
+  return raw;
+}
+
+inline bool known_dtype(const ta_dtype& dtype) {
+  const int32_t raw = raw_enum(dtype);
+  return raw >= TA_DTYPE_F16 && raw <= TA_DTYPE_BOOL;
+}
+
 size_t dtype_size(ta_dtype dtype);
 const char* dtype_name(ta_dtype dtype);
 bool is_float_dtype(ta_dtype dtype);

@@ -1,5 +1,6 @@
 #include "core/mask.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/dtype.h"
@@ -7,12 +8,21 @@
 namespace ta {
 namespace {
 
-// 0 = block, 1 = attend, -1 = a value a key mask cannot express.
-int classify(double value, bool is_bool) {
+// 0 = block, 1 = attend, -1 = a value a key mask cannot express. `blocking` is -1e4 as
+// the mask's dtype stores it (bf16 keeps -9984), so a mask built with -1e4 blocks.
+int classify(double value, bool is_bool, double blocking) {
   if (is_bool) return value != 0.0 ? 1 : 0;
   if (value == 0.0) return 1;
-  if (value <= kBlockingBias) return 0;  // includes -inf; NaN compares false
+  if (value <= blocking) return 0;  // includes -inf; NaN compares false
   return -1;
+}
+
+double blocking_bias_in(ta_dtype dtype) {
+  double stored = 0;
+  unsigned char buf[8];
+  store_from_double(buf, 0, dtype, kBlockingBias);
+  stored = load_as_double(buf, 0, dtype);
+  return std::max(stored, kBlockingBias);
 }
 
 }  // namespace
@@ -60,6 +70,7 @@ ta_reason analyze_mask(const ta_tensor& mask, int64_t B, int64_t H, int64_t Nq, 
   if (mask.data == nullptr) return refuse("mask data is NULL");
 
   const bool is_bool = mask.dtype == TA_DTYPE_BOOL;
+  const double blocking = is_bool ? 0.0 : blocking_bias_in(mask.dtype);
   KeyMask result;
   result.batch_stride = ext[0] == 1 ? 0 : Nk;
   result.keep.assign(static_cast<size_t>(ext[0] * Nk), 0);
@@ -67,14 +78,14 @@ ta_reason analyze_mask(const ta_tensor& mask, int64_t B, int64_t H, int64_t Nq, 
   for (int64_t b = 0; b < ext[0]; ++b) {
     for (int64_t j = 0; j < Nk; ++j) {
       const int64_t first = b * str[0] + j * str[3];
-      const int decision = classify(load_as_double(mask.data, first, mask.dtype), is_bool);
+      const int decision = classify(load_as_double(mask.data, first, mask.dtype), is_bool, blocking);
       if (decision < 0) return refuse("float mask holds a graded bias (only 0 and <= -1e4 allowed)");
       // Every head and query must agree with the first: a key mask, not a score bias.
       for (int64_t h = 0; h < ext[1]; ++h) {
         for (int64_t i = 0; i < ext[2]; ++i) {
           if (h == 0 && i == 0) continue;
           const int64_t at = first + h * str[1] + i * str[2];
-          const int other = classify(load_as_double(mask.data, at, mask.dtype), is_bool);
+          const int other = classify(load_as_double(mask.data, at, mask.dtype), is_bool, blocking);
           if (other < 0) return refuse("float mask holds a graded bias (only 0 and <= -1e4 allowed)");
           if (other != decision) return refuse("mask varies over heads or queries (not a key mask)");
         }

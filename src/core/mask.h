@@ -18,12 +18,13 @@ struct KeyMask {
   bool empty() const { return keep.empty(); }
 };
 
-// Additive float masks: entries at or below this block the key; 0 keeps it.
+// Additive float masks: entries at or below this (as the mask dtype rounds it: bf16
+// stores -9984) block the key; 0 keeps it.
 inline constexpr double kBlockingBias = -1.0e4;
 
 // Converts a mask in one of ComfyUI's broadcast forms into a key mask:
 // [Nk], [B|1, Nk], [B|1, 1|Nq, Nk], [B|1, 1|H, 1|Nq, Nk]; bool (nonzero = attend) or
-// additive float (0 = attend, <= -1e4 or -inf = block). The mask must not vary over
+// additive float (0 = attend, <= -1e4 in the mask dtype, or -inf = block). The mask must not vary over
 // heads or queries. Returns TA_REASON_NONE or TA_REASON_UNSUPPORTED_MASK; on the latter
 // *why names the problem. Reads host memory.
 ta_reason analyze_mask(const ta_tensor& mask, int64_t B, int64_t H, int64_t Nq, int64_t Nk,

@@ -28,8 +28,10 @@ ta_status check_operand(const ta_tensor* t, const char* name, bool require_data)
     if (t->shape[i] < 0) return invalid(n + ".shape[" + std::to_string(i) + "] is negative");
     if (t->shape[i] == 0) return invalid(n + ".shape[" + std::to_string(i) + "] is zero (empty tensors are not supported)");
   }
-  if (dtype_size(t->dtype) == 0) return invalid(n + " has an unknown dtype " + std::to_string(static_cast<int>(t->dtype)));
-  if (t->device != TA_DEVICE_CPU && t->device != TA_DEVICE_CUDA) return invalid(n + " has an unknown device type");
+  if (!known_dtype(t->dtype)) return invalid(n + " has an unknown dtype " + std::to_string(raw_enum(t->dtype)));
+  if (raw_enum(t->device) != TA_DEVICE_CPU && raw_enum(t->device) != TA_DEVICE_CUDA) {
+    return invalid(n + " has an unknown device type " + std::to_string(raw_enum(t->device)));
+  }
   const int64_t last = max_element_offset(*t);
   if (last < 0 || last >= INT64_MAX / static_cast<int64_t>(dtype_size(t->dtype))) {
     return invalid(n + ": shape x strides overflow 64-bit byte offsets");
@@ -145,7 +147,7 @@ ta_status describe_problem(const ta_attention_args* args, const ta_config* confi
     for (int i = 0; i < m.ndim; ++i) {
       if (m.shape[i] <= 0) return invalid("mask.shape[" + std::to_string(i) + "] must be positive");
     }
-    if (dtype_size(m.dtype) == 0) return invalid("mask has an unknown dtype");
+    if (!known_dtype(m.dtype)) return invalid("mask has an unknown dtype " + std::to_string(raw_enum(m.dtype)));
     if (require_data && m.data == nullptr) return invalid("mask.data is NULL");
     const int64_t last = max_element_offset(m);
     if (last < 0 || last >= INT64_MAX / 8) return invalid("mask: shape x strides overflow 64-bit byte offsets");

@@ -30,7 +30,12 @@ constexpr int64_t kAlign = 256;
 // States of at most this many bytes live at once; larger calls run in unit batches,
 // which keeps P=4 on full 128-dim heads (199 MB per head) inside a 24 GB card.
 constexpr int64_t kStateBudgetBytes = int64_t{1} << 30;
-constexpr int kWarps = 4;  // warps per block in the tensor-core passes
+constexpr int kWarps = 8;    // warps per block in the tensor-core passes
+// 16-row tiles per warp in the key pass. Two (each B fragment serving two mma) were
+// measured no faster for P=3 (70.8 vs 72.4 ms) and slower for P=4, G=4 (101.5 vs
+// 72.7 ms) at N=66048 on the H100 (docs/perf-notes.md, v3): the pass is not bound by
+// B-fragment traffic, so one.
+constexpr int key_tiles(int) { return 1; }
 
 int64_t align_up(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
@@ -45,8 +50,10 @@ int state_columns(const Problem& p, const ta_config& c) {
 // Top degree as the kernels' compile-time constant: specialised for P <= 4.
 int degree_class(int P) { return P <= 3 ? 2 : P == 4 ? 3 : kMaxDegreeSlots; }
 
+int64_t padded_features(int64_t R) { return (R + kStateChunk - 1) / kStateChunk * kStateChunk; }
+
 struct Layout {
-  int64_t ids, weight, S, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got, total;
+  int64_t ids, weight, S, St, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got, total;
 };
 
 Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
@@ -61,6 +68,7 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
   l.ids = take(p.R * 16);
   l.weight = take(p.R * 4);
   l.S = take(upb * p.R * nc * 4);
+  l.St = take(upb * nc * padded_features(p.R) * 2);
   l.qfac = take(upb * p.Nq * 4);
   l.kfac = take(upb * p.Nk * 4);
   l.keep = take(p.B * p.Nk);
@@ -76,12 +84,21 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
 
 int64_t units_per_batch(const Problem& p, int nc) {
   const int64_t units = p.B * p.H * p.G;
-  const int64_t per_unit = std::max<int64_t>(1, p.R * nc * 4);
+  const int64_t per_unit = std::max<int64_t>(1, p.R * nc * 4 + padded_features(p.R) * nc * 2);
   return std::clamp<int64_t>(kStateBudgetBytes / per_unit, 1, std::min<int64_t>(units, 65535));
 }
 
 Strided strided(const ta_tensor& t) {
   return Strided{t.data, t.strides[0], t.strides[1], t.strides[2], t.strides[3], static_cast<int>(t.dtype)};
+}
+
+// 16-byte vector loads of `width`-element slices: contiguous last dim, every row start
+// a multiple of the vector, aligned base pointer.
+int vector_loads_ok(const ta_tensor& t, int64_t width) {
+  const int64_t per = t.dtype == TA_DTYPE_F32 ? 4 : 8;
+  const bool aligned = reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
+  return aligned && t.strides[3] == 1 && width % per == 0 && t.strides[0] % per == 0 && t.strides[1] % per == 0 &&
+         t.strides[2] % per == 0;
 }
 
 ta_status cuda_fail(cudaError_t e, const char* what) {
@@ -135,7 +152,8 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
   const int ds = g.ds;
   // Key pass: split keys over blockIdx.z only when rows x units cannot fill the GPU
   // (split results add up with atomics: not bit-reproducible run to run).
-  const int64_t rows_per_block = fast ? kWarps * 16 : 32;
+  constexpr int kKeyTiles = key_tiles(DMAX);
+  const int64_t rows_per_block = fast ? kWarps * 16 * kKeyTiles : 32;
   const int64_t tiles = (g.R + rows_per_block - 1) / rows_per_block;
   int64_t splits = 1;
   if (tiles * units < 2 * sms) {
@@ -149,8 +167,8 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
   TA_CUDA_TRY(cudaEventRecord(ev[0], stream), "cudaEventRecord");
   if (fast) {
     const size_t smem = kKeyChunk * (ds + 1) * 4 + NC * (kKeyChunk + 8) * 2;
-    if (ta_status s = allow_smem(key_pass_mma<NC, kWarps, DMAX>, smem); s != TA_OK) return s;
-    key_pass_mma<NC, kWarps, DMAX><<<kgrid, kWarps * 32, smem, stream>>>(args);
+    if (ta_status s = allow_smem(key_pass_mma<NC, kWarps, kKeyTiles, DMAX>, smem); s != TA_OK) return s;
+    key_pass_mma<NC, kWarps, kKeyTiles, DMAX><<<kgrid, kWarps * 32, smem, stream>>>(args);
   } else {
     const size_t smem = (kKeyChunk * (ds + 1) + kKeyChunk * NC + 32 * kKeyChunk) * 4;
     if (ta_status s = allow_smem(key_pass_simt<NC, DMAX>, smem); s != TA_OK) return s;
@@ -175,6 +193,10 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
   TA_CUDA_TRY(cudaEventRecord(ev[2], stream), "cudaEventRecord");
   if (!*probe_failed) {
     if (fast) {
+      const int64_t items = units * args.Rpad;
+      state_to_bf16<NC><<<static_cast<unsigned>((items + 255) / 256), 256, 0, stream>>>(
+          args.S, const_cast<__nv_bfloat16*>(args.St), g.R, args.Rpad, g.dvs, args.denom_split, units);
+      TA_CUDA_LAUNCHED("state conversion");
       constexpr int BQ = kWarps * 16;
       const size_t smem = BQ * (ds + 1) * 4 + 2 * BQ * 4 + kStateChunk * 16 + NC * (kStateChunk + 8) * 2;
       if (ta_status s = allow_smem(query_pass_mma<NC, kWarps, DMAX>, smem); s != TA_OK) return s;
@@ -339,6 +361,11 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, un
   args.kfac = reinterpret_cast<float*>(ws + l.kfac);
   args.keep = mask.empty() ? nullptr : ws + l.keep;
   args.S = reinterpret_cast<float*>(ws + l.S);
+  args.St = reinterpret_cast<const __nv_bfloat16*>(ws + l.St);
+  args.Rpad = padded_features(p.R);
+  args.vec_q = vector_loads_ok(*p.q, p.ds);
+  args.vec_k = vector_loads_ok(*p.k, p.ds);
+  args.vec_v = vector_loads_ok(*p.v, p.dvs);
   args.denom_split = c.denom_fp32 ? 1 : 0;
   args.eps = static_cast<float>(c.eps);
   args.fallback_on_negative = c.fallback_on_negative;

@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/mask.h"
 
 namespace ta {
@@ -38,6 +39,19 @@ TEST(Mask, AdditiveFloatBroadcastOverHeadsAndQueries_B1_H1_Nq1_Nk4) {
     EXPECT_FALSE(km.attends(b, 2));
     EXPECT_TRUE(km.attends(b, 3));
   }
+}
+
+// bf16 stores -1e4 as -9984: a mask built with -1e4 must still block.
+TEST(Mask, Bf16MinusTenThousandBlocks_Nk3) {
+  std::vector<uint16_t> m = {float_to_bf16(0.0f), float_to_bf16(-1e4f), float_to_bf16(-9000.0f)};
+  const ta_tensor t = make(m.data(), TA_DTYPE_BF16, {3});
+  KeyMask km;
+  const char* why = nullptr;
+  EXPECT_EQ(analyze_mask(t, 1, 1, 1, 3, &km, &why), TA_REASON_UNSUPPORTED_MASK);  // -9000 is graded
+  m[2] = float_to_bf16(0.0f);
+  ASSERT_EQ(analyze_mask(t, 1, 1, 1, 3, &km, nullptr), TA_REASON_NONE);
+  EXPECT_TRUE(km.attends(0, 0));
+  EXPECT_FALSE(km.attends(0, 1));
 }
 
 TEST(Mask, AllKeptIsTheEmptyMask) {

@@ -8,12 +8,13 @@ namespace ta::cuda {
 
 constexpr int kKeyChunk = 32;  // tokens per staged chunk (two k-steps of the mma)
 
-// Tensor-core path: WARPS warps, each owning 16 feature rows x NC columns of S.
+// Tensor-core path: WARPS warps, each owning MT x 16 feature rows x NC columns of S.
 // A = features (rows x tokens) built in registers straight from shared memory;
-// B = [v, 1] chunk transposed in shared memory (bf16); fp32 accumulators.
-template <int NC, int WARPS, int DMAX>
+// B = [v, 1] chunk transposed in shared memory (bf16), each B fragment reused by the
+// warp's MT row tiles; fp32 accumulators.
+template <int NC, int WARPS, int MT, int DMAX>
 __global__ void __launch_bounds__(WARPS * 32) key_pass_mma(PassArgs a) {
-  constexpr int BM = WARPS * 16, BK = kKeyChunk, NT = NC / 8, VST = BK + 8;
+  constexpr int BM = WARPS * 16 * MT, BK = kKeyChunk, NT = NC / 8, VST = BK + 8;
   extern __shared__ float smem[];
   const int ds = a.g.ds, xst = ds + 1;
   float* xs = smem;                                                             // [BK][ds+1]
@@ -22,14 +23,23 @@ __global__ void __launch_bounds__(WARPS * 32) key_pass_mma(PassArgs a) {
   int64_t b, h, s;
   unit_coords(a.g, a.g.unit0 + unit_local, &b, &h, &s);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
-  const int64_t row1 = static_cast<int64_t>(blockIdx.x) * BM + warp * 16 + gid, row2 = row1 + 8;
-  uint8_t ids1[16] = {}, ids2[16] = {};
-  if (row1 < a.g.R) load_ids(a.ids, row1, ids1);
-  if (row2 < a.g.R) load_ids(a.ids, row2, ids2);
-
-  float acc[NT][4];
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * BM + warp * 16 * MT + gid;
+  uint8_t ids[MT][2][16];
 #pragma unroll
-  for (int n = 0; n < NT; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = row0 + m * 16 + half * 8;
+      *reinterpret_cast<uint4*>(ids[m][half]) = make_uint4(0, 0, 0, 0);
+      if (row < a.g.R) load_ids(a.ids, row, ids[m][half]);
+    }
+  }
+
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int n = 0; n < NT; ++n) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
 
   const int64_t t_begin = blockIdx.z * a.keys_per_split;
   const int64_t t_end = min(a.g.Nk, t_begin + a.keys_per_split);
@@ -40,19 +50,25 @@ __global__ void __launch_bounds__(WARPS * 32) key_pass_mma(PassArgs a) {
 #pragma unroll
     for (int ks = 0; ks < BK; ks += 16) {
       const int ta = ks + 2 * tig;
-      uint32_t af[4];
-      af[0] = pack_bf16(feature_value<DMAX>(ids1, xs + ta * xst, 1), feature_value<DMAX>(ids1, xs + (ta + 1) * xst, 1));
-      af[1] = pack_bf16(feature_value<DMAX>(ids2, xs + ta * xst, 1), feature_value<DMAX>(ids2, xs + (ta + 1) * xst, 1));
-      af[2] = pack_bf16(feature_value<DMAX>(ids1, xs + (ta + 8) * xst, 1),
-                        feature_value<DMAX>(ids1, xs + (ta + 9) * xst, 1));
-      af[3] = pack_bf16(feature_value<DMAX>(ids2, xs + (ta + 8) * xst, 1),
-                        feature_value<DMAX>(ids2, xs + (ta + 9) * xst, 1));
+      const float* x0 = xs + ta * xst;
+      const float* x1 = x0 + xst;
+      const float* x8 = xs + (ta + 8) * xst;
+      const float* x9 = x8 + xst;
+      uint32_t af[MT][4];
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        af[m][0] = pack_bf16(feature_value<DMAX>(ids[m][0], x0, 1), feature_value<DMAX>(ids[m][0], x1, 1));
+        af[m][1] = pack_bf16(feature_value<DMAX>(ids[m][1], x0, 1), feature_value<DMAX>(ids[m][1], x1, 1));
+        af[m][2] = pack_bf16(feature_value<DMAX>(ids[m][0], x8, 1), feature_value<DMAX>(ids[m][0], x9, 1));
+        af[m][3] = pack_bf16(feature_value<DMAX>(ids[m][1], x8, 1), feature_value<DMAX>(ids[m][1], x9, 1));
+      }
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
         const __nv_bfloat16* col = vt + (n * 8 + gid) * VST + ta;
         const uint32_t b0 = *reinterpret_cast<const uint32_t*>(col);
         const uint32_t b1 = *reinterpret_cast<const uint32_t*>(col + 8);
-        mma_bf16_16816(acc[n], af, b0, b1);
+#pragma unroll
+        for (int m = 0; m < MT; ++m) mma_bf16_16816(acc[m][n], af[m], b0, b1);
       }
     }
     __syncthreads();
@@ -61,17 +77,20 @@ __global__ void __launch_bounds__(WARPS * 32) key_pass_mma(PassArgs a) {
   float* S_unit = a.S + unit_local * a.g.R * NC;
   const bool split = gridDim.z > 1;
 #pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t row = half ? row2 : row1;
-    if (row >= a.g.R) continue;
-    const float w = a.weight[row];
+  for (int m = 0; m < MT; ++m) {
 #pragma unroll
-    for (int n = 0; n < NT; ++n) {
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = row0 + m * 16 + half * 8;
+      if (row >= a.g.R) continue;
+      const float w = a.weight[row];
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        float* dst = S_unit + row * NC + n * 8 + 2 * tig + j;
-        const float val = acc[n][half * 2 + j] * w;
-        if (split) atomicAdd(dst, val); else *dst = val;
+      for (int n = 0; n < NT; ++n) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          float* dst = S_unit + row * NC + n * 8 + 2 * tig + j;
+          const float val = acc[m][n][half * 2 + j] * w;
+          if (split) atomicAdd(dst, val); else *dst = val;
+        }
       }
     }
   }

@@ -26,6 +26,33 @@ __device__ __forceinline__ unsigned int emit_row(const PassArgs& a, int64_t b, i
   return flags;
 }
 
+// Stages `count` query vectors from q0 on, scaled by their factors, into xq (fp32).
+__device__ __forceinline__ void stage_queries(const PassArgs& a, int64_t unit_local, int64_t qbase, int64_t q0,
+                                              int count, float* xq, int xst) {
+  const int ds = a.g.ds;
+  const float* qf = a.qfac + unit_local * a.g.Nq;
+  if (a.vec_q) {
+    const int per = vector_elems(a.q.dtype), vecs = ds / per;
+    for (int e = threadIdx.x; e < count * vecs; e += blockDim.x) {
+      const int i = e / vecs, c0 = (e % vecs) * per;
+      const int64_t qi = q0 + i;
+      float* dst = xq + i * xst + c0;
+      if (qi < a.g.Nq) {
+        const float f = qf[qi];
+        load_vector(a.q.data, qbase + qi * a.q.s2 + c0, a.q.dtype, [&](int j, float x) { dst[j] = x * f; });
+      } else {
+        for (int j = 0; j < per; ++j) dst[j] = 0.0f;
+      }
+    }
+    return;
+  }
+  for (int e = threadIdx.x; e < count * ds; e += blockDim.x) {
+    const int i = e / ds, c = e % ds;
+    const int64_t qi = q0 + i;
+    xq[i * xst + c] = qi < a.g.Nq ? load_f(a.q.data, qbase + qi * a.q.s2 + c * a.q.s3, a.q.dtype) * qf[qi] : 0.0f;
+  }
+}
+
 // Tensor-core path: WARPS warps x 16 queries, all NC columns per warp.
 template <int NC, int WARPS, int DMAX>
 __global__ void __launch_bounds__(WARPS * 32) query_pass_mma(PassArgs a) {
@@ -42,17 +69,11 @@ __global__ void __launch_bounds__(WARPS * 32) query_pass_mma(PassArgs a) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * BQ;
   const int64_t qbase = b * a.q.s0 + h * a.q.s1 + s * static_cast<int64_t>(ds) * a.q.s3;
-  for (int e = threadIdx.x; e < BQ * ds; e += blockDim.x) {
-    const int i = e / ds, c = e % ds;
-    const int64_t qi = q0 + i;
-    xq[i * xst + c] = qi < a.g.Nq ? load_f(a.q.data, qbase + qi * a.q.s2 + c * a.q.s3, a.q.dtype) *
-                                        a.qfac[unit_local * a.g.Nq + qi]
-                                  : 0.0f;
-  }
+  stage_queries(a, unit_local, qbase, q0, BQ, xq, xst);
   float acc[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-  const float* S_unit = a.S + unit_local * a.g.R * NC;
+  const __nv_bfloat16* St_unit = a.St + unit_local * NC * a.Rpad;
   const int r1 = warp * 16 + gid, r2 = r1 + 8;  // this thread's query rows in the tile
   for (int64_t f0 = 0; f0 < a.g.R; f0 += BR) {
     for (int e = threadIdx.x; e < BR; e += blockDim.x) {
@@ -60,8 +81,12 @@ __global__ void __launch_bounds__(WARPS * 32) query_pass_mma(PassArgs a) {
       if (f0 + e < a.g.R) v = *reinterpret_cast<const uint4*>(a.ids + (f0 + e) * 16);
       *reinterpret_cast<uint4*>(ids_s + e * 16) = v;
     }
-    stage_state<BR>(a, S_unit, f0, NC, a.denom_split != 0,
-                    [&](int col, int rr, float val) { st[col * SST + rr] = __float2bfloat16_rn(val); });
+    // B operand chunk: BR features of each of the NC columns, 16-byte copies.
+    for (int e = threadIdx.x; e < NC * (BR / 8); e += blockDim.x) {
+      const int col = e / (BR / 8), part = e % (BR / 8);
+      *reinterpret_cast<uint4*>(st + col * SST + part * 8) =
+          *reinterpret_cast<const uint4*>(St_unit + col * a.Rpad + f0 + part * 8);
+    }
     __syncthreads();
 #pragma unroll
     for (int ks = 0; ks < BR; ks += 16) {
@@ -143,13 +168,7 @@ __global__ void __launch_bounds__(256) query_pass_simt(PassArgs a) {
   const int qi_local = threadIdx.x / 8, cg = threadIdx.x % 8;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * BQ;
   const int64_t qbase = b * a.q.s0 + h * a.q.s1 + s * static_cast<int64_t>(ds) * a.q.s3;
-  for (int e = threadIdx.x; e < BQ * ds; e += blockDim.x) {
-    const int i = e / ds, c = e % ds;
-    const int64_t qi = q0 + i;
-    xq[i * xst + c] = qi < a.g.Nq ? load_f(a.q.data, qbase + qi * a.q.s2 + c * a.q.s3, a.q.dtype) *
-                                        a.qfac[unit_local * a.g.Nq + qi]
-                                  : 0.0f;
-  }
+  stage_queries(a, unit_local, qbase, q0, BQ, xq, xst);
   float acc[CPT] = {};
   const float* S_unit = a.S + unit_local * a.g.R * NC;
   __syncthreads();

@@ -1,0 +1,1 @@
+"""Stand-in package for ComfyUI's comfy_api (tests only)."""

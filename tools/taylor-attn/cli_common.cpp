@@ -1,0 +1,80 @@
+// cli_common.cpp - see cli_common.h.
+#include "cli_common.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace ta_cli {
+
+int report_error(const std::string &program, const std::string &message, int code) {
+  // One line, whatever the message holds: scripts and tests read the first line only.
+  std::string line = message;
+  for (char &c : line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  std::fprintf(stderr, "%s: error: %s\n", program.c_str(), line.c_str());
+  return code;
+}
+
+bool parse_command_line(CommandLine &cl, const std::vector<std::string> &argv, int *exit_code) {
+  std::string error;
+  if (!cl.parse(argv, &error)) {
+    *exit_code = report_error(cl.program(), error, kExitUsage);
+    return false;
+  }
+  if (cl.help_requested()) {
+    std::fputs(cl.help_text().c_str(), stdout);
+    *exit_code = kExitOk;
+    return false;
+  }
+  return true;
+}
+
+std::string library_error(const std::string &what, ta_status status) {
+  std::string message = ta_last_error_message();
+  return what + ": " + ta_status_string(status) + (message.empty() ? "" : ": " + message);
+}
+
+bool device_usable(const std::string &device, std::string *error) {
+  if (device == "cpu") return true;
+  if (device == "cuda") {
+    if (!ta_backend_available(TA_DEVICE_CUDA)) {
+      *error =
+          "--device cuda: this build of taylor-attention has no CUDA backend "
+          "(ta_backend_available(TA_DEVICE_CUDA) == 0); rebuild with a CUDA compiler "
+          "(TA_ENABLE_CUDA=ON) or use --device cpu";
+    } else {
+      *error =
+          "--device cuda: the library has a CUDA backend, but taylor-attn only feeds it "
+          "host (CPU) arrays; use --device cpu, or call the library from Python with "
+          "CUDA tensors";
+    }
+    return false;
+  }
+  *error = "--device: unknown device '" + device + "' (cpu or cuda)";
+  return false;
+}
+
+double now_ms() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double, std::milli>(clock::now().time_since_epoch()).count();
+}
+
+void Progress::note(const std::string &message) const {
+  if (!enabled_) return;
+  std::fprintf(stderr, "[%s] %s\n", tag_.c_str(), message.c_str());
+  std::fflush(stderr);
+}
+
+void add_quiet_option(CommandLine &cl) {
+  cl.option("quiet", ArgType::Switch, "", "no progress lines on stderr");
+}
+
+std::string library_banner() {
+  std::string s = std::string("taylor-attention ") + ta_version_string() + " (ABI " +
+                  std::to_string(ta_abi_version()) + "), backends: cpu";
+  if (ta_backend_available(TA_DEVICE_CUDA)) s += ", cuda";
+  return s;
+}
+
+}  // namespace ta_cli

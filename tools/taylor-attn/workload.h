@@ -1,0 +1,86 @@
+// workload.h - seeded synthetic attention inputs shared by check, bench and demo.
+//
+// Everything is generated in double with a private generator (splitmix64 + Box-Muller)
+// rather than <random>'s distributions, whose output differs between standard libraries:
+// the same seed gives the same numbers on every platform, so a reported case can be rerun.
+#ifndef TAYLOR_ATTN_WORKLOAD_H_
+#define TAYLOR_ATTN_WORKLOAD_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host_array.h"
+#include "taylor_attention/taylor_attention.h"
+
+namespace ta_cli {
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next_u64();
+  double uniform();  // [0, 1)
+  double normal();   // N(0, 1)
+
+ private:
+  uint64_t state_;
+  std::optional<double> spare_;
+};
+
+// q, k [B,H,N,D], v [B,H,N,DV], row-major doubles.
+struct Qkv {
+  int64_t batch = 1, heads = 1, tokens = 0, head_dim = 0, value_dim = 0;
+  std::vector<double> q, k, v;
+
+  std::vector<int64_t> qk_shape() const { return {batch, heads, tokens, head_dim}; }
+  std::vector<int64_t> v_shape() const { return {batch, heads, tokens, value_dim}; }
+};
+
+// q, k ~ N(0, spread) elementwise, so scale * q.k with scale = d^-1/2 has standard deviation
+// `spread` (std(q.k) = sigma^2 sqrt(d) with sigma^2 = spread); v ~ N(0, 1).
+Qkv gaussian_qkv(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim, double spread,
+                 uint64_t seed);
+
+// "Peaky" inputs: k as in gaussian_qkv, q_i = k_i + noise of the same size, so every query
+// scores its own key far above the rest (self score ~ spread * sqrt(d)).
+Qkv aligned_qkv(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim, double spread,
+                uint64_t seed);
+
+// A Flux-shaped call (B = 1): `text_tokens` random tokens followed by a grid x grid image
+// whose content is spatially smooth (a few low-frequency plane waves per hidden channel),
+// projected per head to q, k, v with a little noise; q and k are RMS-normalised per head
+// vector like Flux's QK RMSNorm (unit gain), so |q| = |k| = sqrt(d).
+struct FluxLikeShape {
+  int64_t text_tokens = 512;
+  int64_t grid = 64;  // 64 x 64 = 4096 image tokens: Flux at 1024^2
+  int64_t head_dim = 128;
+};
+Qkv flux_like_qkv(int64_t heads, const FluxLikeShape &shape, uint64_t seed);
+
+// Standard deviation of scale * q_i . k_j over `pairs` random (i, j) pairs of the same
+// batch and head: the "score spread" the accuracy tables in MATH.md are organised by.
+double measured_score_std(const Qkv &qkv, double scale, int64_t pairs, uint64_t seed);
+
+// q, k, v as host arrays of one dtype plus an output array, and the ta_tensor views and
+// ta_attention_args pointing at them. Not copyable: the views point into the arrays.
+struct AttentionCall {
+  HostArray q, k, v, out;
+  std::optional<HostArray> mask;
+  ta_tensor tq{}, tk{}, tv{}, tout{}, tmask{};
+  ta_attention_args args{};
+
+  AttentionCall() = default;
+  AttentionCall(const AttentionCall &) = delete;
+  AttentionCall &operator=(const AttentionCall &) = delete;
+
+  // Refreshes the views and args; call after filling the arrays and before each use.
+  const ta_attention_args *prepare();
+};
+
+// Fills call->q/k/v from the workload in `dtype` and allocates out [B,H,N,DV] in `dtype`.
+void load_call(const Qkv &qkv, ta_dtype dtype, AttentionCall *call);
+
+}  // namespace ta_cli
+
+#endif  // TAYLOR_ATTN_WORKLOAD_H_
