@@ -123,7 +123,7 @@ typedef enum ta_device_type { TA_DEVICE_CPU = 0, TA_DEVICE_CUDA = 1 } ta_device_
 #define TA_MAX_DIMS 4
 
 typedef struct ta_tensor {
-  void *data;                   /* first element; may be NULL only if the tensor has no elements */
+  void *data;                   /* first element; NULL only in shape-only queries (memory estimate) */
   ta_dtype dtype;
   ta_device_type device;
   int32_t device_id;            /* CUDA ordinal; 0 on the CPU */
@@ -143,7 +143,7 @@ TA_API ta_status ta_tensor_init_contiguous(ta_tensor *t, void *data, ta_dtype dt
  *   bool (nonzero = attend) or additive float (0 = attend, <= -1e4 or -inf = block),
  *   shaped [Nk], [B,Nk] or [B|1, 1|H, 1|Nq, Nk]; it must be the same for every head
  *   and query (a key-padding mask), anything else is TA_REASON_UNSUPPORTED_MASK.
- * The mask is read on the host when device == CPU; CUDA masks are inspected on the GPU. */
+ * A CUDA mask is copied to the host (synchronously) and inspected there. */
 typedef struct ta_attention_args {
   const ta_tensor *q;
   const ta_tensor *k;
@@ -213,7 +213,7 @@ typedef struct ta_stats {
   int32_t slice_dim;         /* d / G */
   int32_t slice_value_dim;   /* dv / G */
   int64_t feature_dim;       /* R per slice */
-  int64_t state_bytes;       /* bytes of one (batch, head, slice) state S plus z */
+  int64_t state_bytes;       /* bytes of ONE (batch, head, slice) state S plus z */
   int64_t workspace_bytes;   /* workspace the call used */
   /* Denominators psi(q) . z over every query, batch, head and slice. */
   int64_t denom_count;
@@ -251,7 +251,7 @@ TA_API ta_status ta_attention_workspace_size(const ta_attention_args *args,
 
 typedef struct ta_memory_estimate {
   int64_t feature_dim;     /* R per slice */
-  int64_t state_bytes;     /* all states alive at once */
+  int64_t state_bytes;     /* ALL states alive at once (CPU: one per worker; CUDA: one batch of units) */
   int64_t workspace_bytes; /* what ta_attention_workspace_size answers (states included) */
   int64_t output_bytes;
   int64_t total_bytes;     /* workspace + output: what the call adds to device memory */

@@ -35,24 +35,59 @@ std::string library_error(const std::string &what, ta_status status) {
   return what + ": " + ta_status_string(status) + (message.empty() ? "" : ": " + message);
 }
 
-bool device_usable(const std::string &device, std::string *error) {
+bool device_usable(const std::string &device, std::string *error, CudaDeviceInfo *cuda) {
   if (device == "cpu") return true;
   if (device == "cuda") {
-    if (!ta_backend_available(TA_DEVICE_CUDA)) {
+    if (!cuda_compiled()) {
       *error =
           "--device cuda: this build of taylor-attention has no CUDA backend "
           "(ta_backend_available(TA_DEVICE_CUDA) == 0); rebuild with a CUDA compiler "
           "(TA_ENABLE_CUDA=ON) or use --device cpu";
-    } else {
-      *error =
-          "--device cuda: the library has a CUDA backend, but taylor-attn only feeds it "
-          "host (CPU) arrays; use --device cpu, or call the library from Python with "
-          "CUDA tensors";
+      return false;
     }
-    return false;
+    CudaDeviceInfo info;
+    std::string why;
+    if (!cuda_device_query(&info, &why)) {
+      *error = "--device cuda: " + why + "; use --device cpu";
+      return false;
+    }
+    if (!ta_backend_available(TA_DEVICE_CUDA)) {
+      *error = "--device cuda: " + info.name +
+               " is visible, but the library reports its CUDA backend unavailable "
+               "(ta_backend_available(TA_DEVICE_CUDA) == 0)";
+      return false;
+    }
+    if (cuda) *cuda = info;
+    return true;
   }
   *error = "--device: unknown device '" + device + "' (cpu or cuda)";
   return false;
+}
+
+std::string cuda_device_text(const CudaDeviceInfo &info) {
+  char memory[32];
+  std::snprintf(memory, sizeof memory, "%.1f GB", static_cast<double>(info.memory_bytes) / 1e9);
+  return info.name + " (sm_" + std::to_string(info.compute_major) +
+         std::to_string(info.compute_minor) + ", " + memory + ", driver " +
+         cuda_version_text(info.driver_version) + ", runtime " +
+         cuda_version_text(info.runtime_version) + ")";
+}
+
+void write_cuda_device_json(JsonWriter &json, const CudaDeviceInfo *info) {
+  json.key("cuda_device");
+  if (!info) {
+    json.null();
+    return;
+  }
+  json.begin_object();
+  json.field("name", info->name);
+  json.field("compute_capability",
+             std::to_string(info->compute_major) + "." + std::to_string(info->compute_minor));
+  json.field_int("memory_bytes", info->memory_bytes);
+  json.field("driver_version", cuda_version_text(info->driver_version));
+  json.field("runtime_version", cuda_version_text(info->runtime_version));
+  json.field_int("device_count", info->device_count);
+  json.end_object();
 }
 
 double now_ms() {

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "args.h"
+#include "device_buffers.h"
+#include "json.h"
 #include "taylor_attention/taylor_attention.h"
 
 namespace ta_cli {
@@ -26,8 +28,17 @@ bool parse_command_line(CommandLine &cl, const std::vector<std::string> &argv, i
 // "what: <ta_status_string>: <ta_last_error_message>" for a failed library call.
 std::string library_error(const std::string &what, ta_status status);
 
-// Whether the tool can run on this device. CUDA needs a build with the CUDA backend.
-bool device_usable(const std::string &device, std::string *error);
+// Whether the tool can run on this device ("cpu" or "cuda"). CUDA needs a build with the
+// CUDA backend and a visible, working device; *cuda (optional) then receives its facts.
+// On failure *error is one line starting with "--device <device>: ".
+bool device_usable(const std::string &device, std::string *error, CudaDeviceInfo *cuda = nullptr);
+
+// "NVIDIA H100 80GB HBM3 (sm_90, 79.2 GB, driver 12.8, runtime 13.0)".
+std::string cuda_device_text(const CudaDeviceInfo &info);
+
+// "cuda_device": {name, compute_capability, memory_bytes, driver_version, runtime_version,
+// device_count}, or null when info is nullptr (a CPU run).
+void write_cuda_device_json(JsonWriter &json, const CudaDeviceInfo *info);
 
 // Milliseconds on a monotonic clock.
 double now_ms();

@@ -4,12 +4,18 @@
 // library declines (TA_FALLBACK), write the exact attention of the original call instead,
 // which is what ComfyUI's standard backend would have returned. Doubles as the bug-report
 // tool: the JSON holds the config and every statistic of the call.
+//
+// With --device cuda the arrays are uploaded (device_call.h), the library runs on them with
+// its own workspace (workspace NULL) on the default stream, and out is downloaded; a
+// fallback is answered on the host, exactly as on the CPU (f64 inputs always take that
+// path on CUDA: the library declines them with unsupported_dtype).
 #include <cstdio>
 #include <sstream>
 
 #include "cli_common.h"
 #include "commands.h"
 #include "config_flags.h"
+#include "device_call.h"
 #include "host_array.h"
 #include "json.h"
 #include "npy.h"
@@ -24,7 +30,8 @@ CommandLine make_run_command_line() {
   CommandLine cl("taylor-attn run",
                  "Runs Taylor attention on q, k, v from .npy files ([B,H,N,D], f16/f32/f64) and\n"
                  "writes the output in the input dtype. When the library falls back, the output\n"
-                 "is exact attention of the original call (what ComfyUI would compute).");
+                 "is exact attention of the original call (what ComfyUI would compute), always\n"
+                 "computed on the host.");
   cl.option("q", ArgType::String, "Q.npy", "queries [B,H,Nq,D]").require();
   cl.option("k", ArgType::String, "K.npy", "keys [B,H,Nk,D]").require();
   cl.option("v", ArgType::String, "V.npy", "values [B,H,Nk,DV]").require();
@@ -33,7 +40,8 @@ CommandLine make_run_command_line() {
   cl.option("mask", ArgType::String, "M.npy",
             "key-padding mask: bool (true = attend) or additive float; [Nk], [B,Nk] or "
             "[B|1,1|H,1|Nq,Nk]");
-  cl.option("device", ArgType::Choice, "cpu|cuda", "where to run")
+  cl.option("device", ArgType::Choice, "cpu|cuda",
+            "where to run; cuda uploads the arrays to device 0 (f64 falls back)")
       .defaults("cpu")
       .one_of({"cpu", "cuda"});
   add_config_options(cl);
@@ -112,7 +120,10 @@ int cmd_run(const std::vector<std::string> &argv) {
   ta_config config;
   std::string error;
   if (!config_from_options(cl, &config, &error)) return report_error(program, error, kExitUsage);
-  if (!device_usable(cl.get_string("device", "cpu"), &error)) {
+  const std::string device = cl.get_string("device", "cpu");
+  const bool on_cuda = device == "cuda";
+  CudaDeviceInfo cuda_info;
+  if (!device_usable(device, &error, &cuda_info)) {
     return report_error(program, error, kExitFailure);
   }
 
@@ -134,7 +145,18 @@ int cmd_run(const std::vector<std::string> &argv) {
   const int64_t B = call.q.shape[0], H = call.q.shape[1], Nq = call.q.shape[2];
   const int64_t Nk = call.k.shape[2], D = call.q.shape[3], DV = call.v.shape[3];
   call.out = make_array(call.q.dtype, {B, H, Nq, DV});
-  const ta_attention_args *args = call.prepare();
+  const ta_attention_args *host_args = call.prepare();
+  const ta_attention_args *args = host_args;
+  DeviceAttentionCall device_call;
+  double upload_ms = 0.0, download_ms = 0.0;
+  if (on_cuda) {
+    const double tu = now_ms();
+    if (!device_call.upload(call, &error)) {
+      return report_error(program, "--device cuda: " + error, kExitFailure);
+    }
+    upload_ms = now_ms() - tu;
+    args = device_call.prepare();
+  }
 
   ta_stats stats;
   ta_stats_init(&stats);
@@ -146,9 +168,17 @@ int cmd_run(const std::vector<std::string> &argv) {
   if (st != TA_OK && st != TA_FALLBACK) {
     return report_error(program, library_error("ta_attention_run", st), kExitFailure);
   }
+  if (on_cuda && !fell_back) {
+    const double td = now_ms();
+    if (!device_call.download_out(&call, &error)) {
+      return report_error(program, "--device cuda: " + error, kExitFailure);
+    }
+    download_ms = now_ms() - td;
+  }
   if (fell_back) {
+    // The exact attention of the original call, on the host arrays whatever the device.
     const double t1 = now_ms();
-    ta_status ref = ta_reference_attention(args, &config, TA_REFERENCE_EXACT_ORIGINAL);
+    ta_status ref = ta_reference_attention(host_args, &config, TA_REFERENCE_EXACT_ORIGINAL);
     fallback_ms = now_ms() - t1;
     if (ref != TA_OK) {
       return report_error(
@@ -174,7 +204,8 @@ int cmd_run(const std::vector<std::string> &argv) {
     json.field("backend_name", fell_back ? "reference" : ta_backend_name(stats.backend));
     json.field("fallback_reason", ta_reason_name(stats.fallback_reason));
     json.field("library_version", ta_version_string());
-    json.field("device", cl.get_string("device", "cpu"));
+    json.field("device", device);
+    write_cuda_device_json(json, on_cuda ? &cuda_info : nullptr);
     json.field("dtype", dtype_label(call.q.dtype));
     json.key("shape");
     json.begin_object();
@@ -193,6 +224,8 @@ int cmd_run(const std::vector<std::string> &argv) {
     write_stats_json(json, stats);
     json.field_num("taylor_call_ms", taylor_ms);
     json.field_num("fallback_ms", fallback_ms);
+    json.field_num("upload_ms", upload_ms);
+    json.field_num("download_ms", download_ms);
     json.end_object();
     std::fputs(json.str().c_str(), stdout);
     return kExitOk;
@@ -202,6 +235,10 @@ int cmd_run(const std::vector<std::string> &argv) {
   out << "input: B=" << B << " H=" << H << " Nq=" << Nq << " Nk=" << Nk << " d=" << D
       << " dv=" << DV << ", " << dtype_label(call.q.dtype) << (call.mask ? ", with mask" : "")
       << "\n";
+  if (on_cuda) {
+    out << "device: cuda " << kCudaDeviceId << ", " << cuda_device_text(cuda_info) << "; upload "
+        << format_ms(upload_ms) << ", download " << format_ms(download_ms) << "\n";
+  }
   out << "config: P=" << config.P << ", sub_head_blocks=" << config.sub_head_blocks
       << ", min_tokens=" << config.min_tokens
       << ", quality_check=" << (config.quality_check ? "on" : "off") << "\n";

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <system_error>
+#include <thread>
 
 namespace ta_cli {
 namespace {
@@ -214,6 +216,35 @@ void load_call(const Qkv &qkv, ta_dtype dtype, AttentionCall *call) {
   call->v = make_array(dtype, qkv.v_shape(), qkv.v);
   call->out = make_array(dtype, qkv.v_shape());
   call->mask.reset();
+  call->prepare();
+}
+
+void load_gaussian_call(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,
+                        double spread, uint64_t seed, ta_dtype dtype, AttentionCall *call) {
+  const std::vector<int64_t> shape = {batch, heads, tokens, head_dim};
+  call->q = make_array(dtype, shape);
+  call->k = make_array(dtype, shape);
+  call->v = make_array(dtype, shape);
+  call->out = make_array(dtype, shape);
+  call->mask.reset();
+  // The streams and draws of gaussian_qkv: q and k ~ N(0, spread), v ~ N(0, 1).
+  const double sigma = std::sqrt(spread);
+  auto fill = [](HostArray *a, double stddev, uint64_t stream_seed) {
+    Rng rng(stream_seed);
+    const int64_t n = a->numel();
+    for (int64_t i = 0; i < n; ++i) a->set(i, stddev * rng.normal());
+  };
+  // k and v on helper threads when they can be started; whatever could not runs here.
+  std::vector<std::thread> helpers;
+  try {
+    helpers.emplace_back(fill, &call->k, sigma, mix_seed(seed, 2));
+    helpers.emplace_back(fill, &call->v, 1.0, mix_seed(seed, 3));
+  } catch (const std::system_error &) {
+  }
+  if (helpers.size() < 1) fill(&call->k, sigma, mix_seed(seed, 2));
+  if (helpers.size() < 2) fill(&call->v, 1.0, mix_seed(seed, 3));
+  fill(&call->q, sigma, mix_seed(seed, 1));
+  for (std::thread &t : helpers) t.join();
   call->prepare();
 }
 

@@ -81,6 +81,13 @@ struct AttentionCall {
 // Fills call->q/k/v from the workload in `dtype` and allocates out [B,H,N,DV] in `dtype`.
 void load_call(const Qkv &qkv, ta_dtype dtype, AttentionCall *call);
 
+// load_call(gaussian_qkv(batch, heads, tokens, head_dim, spread, seed), dtype, call) without
+// the double copies: the same numbers, written straight into arrays of `dtype` (q, k and v on
+// three threads, one generator stream each). For bench sizes such as 24 heads at N = 66048,
+// where the doubles alone would take 4.9 GB.
+void load_gaussian_call(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,
+                        double spread, uint64_t seed, ta_dtype dtype, AttentionCall *call);
+
 }  // namespace ta_cli
 
 #endif  // TAYLOR_ATTN_WORKLOAD_H_
