@@ -58,8 +58,8 @@ template <int NC, int WARPS, int DMAX>
 __global__ void __launch_bounds__(WARPS * 32) query_pass_mma(PassArgs a) {
   constexpr int BQ = WARPS * 16, BR = kStateChunk, NT = NC / 8, SST = BR + 8;
   extern __shared__ float smem[];
-  const int ds = a.g.ds, xst = ds + 1;
-  float* xq = smem;                                                         // [BQ][ds+1]
+  const int ds = a.g.ds, xst = staged_stride(ds, kQueryStrideResidue);
+  float* xq = smem;                                                         // [BQ][xst]
   float* den_s = xq + BQ * xst;                                             // [BQ][2]
   uint8_t* ids_s = reinterpret_cast<uint8_t*>(den_s + 2 * BQ);              // [BR][16]
   __nv_bfloat16* st = reinterpret_cast<__nv_bfloat16*>(ids_s + BR * 16);    // [NC][BR+8]
