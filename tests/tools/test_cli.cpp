@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "device_buffers.h"
 #include "host_array.h"
 #include "npy.h"
 #include "taylor_attention/taylor_attention.h"
@@ -348,11 +349,6 @@ TEST_F(ToolsCli, RunUnwritableOutputIsAOneLineError) {
   expect_one_line_error(run(args), "--out");
 }
 
-TEST_F(ToolsCli, RunCudaWithoutCudaBackendIsAClearError) {
-  if (ta_backend_available(TA_DEVICE_CUDA)) GTEST_SKIP() << "this build has the CUDA backend";
-  write_inputs(TA_DTYPE_F32, 1, 16, 4);
-  expect_one_line_error(run(run_args({"--device", "cuda"})), "no CUDA backend");
-}
 
 // ------------------------------------------------------------------ check, bench
 
@@ -387,6 +383,25 @@ TEST_F(ToolsCli, BenchTinySizesReportsRates) {
   EXPECT_TRUE(json_has(r.out, "\"label\": \"exact (fp64 reference)\"")) << r.out;
   EXPECT_GT(json_number(r.out, "gflops_per_s"), 0.0) << r.out;
   EXPECT_EQ(json_number(r.out, "flops"), 4.0 * 9 * 9 * 32);  // Taylor at N=32, R = 9
+}
+
+TEST_F(ToolsCli, BenchBf16OnTheCpu) {
+  Result r = run({"bench", "--tokens", "32", "--head-dim", "8", "--P", "2", "--iters", "1",
+                  "--dtype", "bf16", "--json", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"dtype\": \"bf16\"")) << r.out;
+  EXPECT_FALSE(json_has(r.out, "\"status\": \"error\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"clock\": \"host_wall_clock\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"cuda_device\": null")) << r.out;
+}
+
+TEST_F(ToolsCli, BenchChecksRunTimesTheNodeDiagnostics) {
+  Result r = run({"bench", "--tokens", "32", "--head-dim", "8", "--P", "3", "--iters", "1",
+                  "--exact", "false", "--checks", "true", "--json", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"taylor_with_checks\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "early_probe and quality_check on")) << r.out;
+  EXPECT_EQ(json_numbers(r.out, "median_ms").size(), 2u) << r.out;  // exact skipped: null
 }
 
 TEST_F(ToolsCli, BenchF16Text) {
@@ -433,9 +448,236 @@ TEST_F(ToolsCli, UnknownFlagIsAOneLineUsageError) {
   expect_one_line_error(r, "unknown option '--tokenz'");
 }
 
-TEST_F(ToolsCli, DemoCudaWithoutCudaBackendIsAClearError) {
-  if (ta_backend_available(TA_DEVICE_CUDA)) GTEST_SKIP() << "this build has the CUDA backend";
-  expect_one_line_error(run({"demo", "--device", "cuda"}), "no CUDA backend");
+// ------------------------------------------------------------------------ cuda
+//
+// Without a usable GPU (no CUDA backend in the build, or no device) every --device cuda
+// command is a one-line error with exit 1 after its flags parsed; the tests further down
+// need a card and skip without one.
+
+bool gpu_present() { return ta_backend_available(TA_DEVICE_CUDA) == 1; }
+
+#define SKIP_WITHOUT_GPU() \
+  if (!gpu_present()) GTEST_SKIP() << "no usable CUDA device (ta_backend_available == 0)"
+#define SKIP_WITH_GPU() \
+  if (gpu_present()) GTEST_SKIP() << "a CUDA device is usable: --device cuda runs"
+
+// What the one-line error says: the build lacks the backend, or the device is missing.
+std::string expected_cuda_error() {
+  return ta_cli::cuda_compiled() ? "--device cuda: no " : "no CUDA backend";
+}
+
+void expect_cuda_unusable(const ToolsCli::Result &r) {
+  EXPECT_EQ(r.exit_code, 1) << r.err;  // a run-time failure, not a usage error
+  expect_one_line_error(r, expected_cuda_error());
+  EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST_F(ToolsCli, RunCudaWithoutAGpuIsAClearError) {
+  SKIP_WITH_GPU();
+  write_inputs(TA_DTYPE_F32, 1, 16, 4);
+  expect_cuda_unusable(run(run_args({"--device", "cuda"})));
+}
+
+TEST_F(ToolsCli, RunCudaF64WithoutAGpuIsAClearError) {
+  SKIP_WITH_GPU();
+  write_inputs(TA_DTYPE_F64, 1, 16, 4);
+  expect_cuda_unusable(run(run_args({"--device", "cuda", "--P", "3", "--json"})));
+}
+
+TEST_F(ToolsCli, BenchCudaFlagsParseThenNoGpuIsAClearError) {
+  SKIP_WITH_GPU();
+  expect_cuda_unusable(run({"bench", "--device", "cuda", "--tokens", "4608,16896,66048",
+                            "--dtype", "bf16", "--heads", "24", "--iters", "2", "--warmup", "1",
+                            "--checks", "true", "--json", "--quiet"}));
+  expect_cuda_unusable(run({"bench", "--device", "cuda"}));
+}
+
+TEST_F(ToolsCli, DemoCudaFlagsParseThenNoGpuIsAClearError) {
+  SKIP_WITH_GPU();
+  expect_cuda_unusable(run({"demo", "--device", "cuda"}));
+  expect_cuda_unusable(run({"demo", "--device", "cuda", "--heads", "24", "--reference-heads",
+                            "2", "--dtype", "bf16", "--iters", "5", "--json", "--quiet"}));
+}
+
+TEST_F(ToolsCli, CudaFlagValuesAreCheckedBeforeTheDevice) {
+  // Bad values are usage errors (exit 2) whatever the device.
+  Result r = run({"bench", "--device", "cuda", "--dtype", "f8"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--dtype");
+  r = run({"demo", "--device", "gpu"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "one of cpu, cuda, auto");
+  r = run({"demo", "--reference-heads", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--reference-heads");
+}
+
+TEST_F(ToolsCli, HelpShowsTheCudaDefaults) {
+  Result r = run({"bench", "--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(json_has(r.out, "4608,16896 on cuda")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "bf16 on cuda")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "24 on cuda")) << r.out;
+  r = run({"demo", "--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(json_has(r.out, "cpu|cuda|auto")) << r.out;
+}
+
+// The documented fallback of demo --device auto (what scripts/demo.sh passes on a machine
+// with a GPU): one note line on stderr, then the CPU demo. One head keeps it near 10 s.
+TEST_F(ToolsCli, DemoAutoWithoutAGpuRunsOnTheCpuWithANote) {
+  SKIP_WITH_GPU();
+  Result r = run({"demo", "--device", "auto", "--heads", "1", "--json", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+  EXPECT_TRUE(json_has(r.err, "note: ")) << r.err;
+  EXPECT_TRUE(json_has(r.err, "running the demo on the CPU")) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"device\": \"cpu\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"requested_device\": \"auto\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"cuda_device\": null")) << r.out;
+  EXPECT_EQ(json_number(r.out, "heads"), 1);
+  EXPECT_EQ(json_number(r.out, "reference_heads"), 1);
+  for (double e : json_numbers(r.out, "rel_l2")) {
+    EXPECT_TRUE(std::isfinite(e));
+    EXPECT_LT(e, 1.5);
+  }
+  EXPECT_TRUE(json_has(r.out, "\"reading\": \"Reading: ")) << r.out;
+}
+
+// ----------------------------------------------------------------- cuda, with a GPU
+
+TEST_F(ToolsCli, GpuRunMatchesTheCpuRun_f16_and_f32) {
+  SKIP_WITHOUT_GPU();
+  for (ta_dtype dtype : {TA_DTYPE_F16, TA_DTYPE_F32}) {
+    write_inputs(dtype, 2, 97, 32);
+    Result cpu = run(run_args({"--min-tokens", "0", "--P", "3", "--sub-head-blocks", "1"}));
+    ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+    const HostArray expect = read_array("o.npy");
+    Result gpu = run(run_args(
+        {"--min-tokens", "0", "--P", "3", "--sub-head-blocks", "1", "--device", "cuda", "--json"}));
+    ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+    EXPECT_TRUE(json_has(gpu.out, "\"backend\": \"taylor\"")) << gpu.out;
+    EXPECT_TRUE(json_has(gpu.out, "\"backend_name\": \"cuda\"")) << gpu.out;
+    EXPECT_TRUE(json_has(gpu.out, "\"compute_capability\"")) << gpu.out;
+    const HostArray got = read_array("o.npy");
+    EXPECT_EQ(got.dtype, dtype);
+    EXPECT_EQ(got.shape, expect.shape);
+    // tests/cuda's bound for the tensor-core path (bf16 features), plus f16 output rounding.
+    EXPECT_LT(ta_cli::relative_l2(got, expect), 2e-2 + 1e-3) << ta_cli::dtype_label(dtype);
+  }
+}
+
+TEST_F(ToolsCli, GpuRunWithMaskUploadsIt) {
+  SKIP_WITHOUT_GPU();
+  write_inputs(TA_DTYPE_F32, 1, 40, 16);
+  HostArray mask = ta_cli::make_array(TA_DTYPE_BOOL, {40});
+  for (int64_t j = 0; j < 30; ++j) mask.set(j, 1.0);
+  write_array("m.npy", mask);
+  std::vector<std::string> common = {"--min-tokens", "0", "--P", "3", "--sub-head-blocks", "1",
+                                     "--mask", path("m.npy")};
+  Result cpu = run(run_args(common));
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  const HostArray expect = read_array("o.npy");
+  common.insert(common.end(), {"--device", "cuda", "--json"});
+  Result gpu = run(run_args(common));
+  ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+  EXPECT_TRUE(json_has(gpu.out, "\"mask\": true")) << gpu.out;
+  EXPECT_TRUE(json_has(gpu.out, "\"backend_name\": \"cuda\"")) << gpu.out;
+  EXPECT_LT(ta_cli::relative_l2(read_array("o.npy"), expect), 2e-2);
+}
+
+// f64 on CUDA: the library declines (unsupported_dtype) and the tool answers on the host
+// with the exact attention of the original call, bit for bit the CPU fallback.
+TEST_F(ToolsCli, GpuRunF64FallsBackToTheHostReference) {
+  SKIP_WITHOUT_GPU();
+  const ta_cli::Qkv qkv = write_inputs(TA_DTYPE_F64, 1, 24, 8);
+  Result r = run(run_args({"--min-tokens", "0", "--device", "cuda", "--json"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"backend\": \"standard\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"fallback_reason\": \"unsupported_dtype\"")) << r.out;
+  const HostArray expect =
+      library_reference(qkv, TA_DTYPE_F64, default_config(), TA_REFERENCE_EXACT_ORIGINAL);
+  EXPECT_EQ(read_array("o.npy").bytes, expect.bytes);
+}
+
+TEST_F(ToolsCli, GpuBenchJsonHasCardRatesAndNullExact) {
+  SKIP_WITHOUT_GPU();
+  Result r = run({"bench", "--device", "cuda", "--tokens", "256,1000", "--heads", "2",
+                  "--head-dim", "64", "--iters", "3", "--warmup", "1", "--json", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"dtype\": \"bf16\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"clock\": \"cuda_events\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"exact\": null")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"taylor_with_checks\"")) << r.out;
+  EXPECT_FALSE(json_has(r.out, "\"device_name\": null")) << r.out;
+  EXPECT_FALSE(json_has(r.out, "\"status\": \"error\"")) << r.out;
+  EXPECT_FALSE(json_has(r.out, "\"status\": \"fallback\"")) << r.out;
+  // Taylor at N=256, d=64, P=3, G=1: R = C(66, 2) = 2145, 4 * R * 65 * N * 2 heads.
+  EXPECT_EQ(json_number(r.out, "flops"), 4.0 * 2145 * 65 * 256 * 2);
+  for (double t : json_numbers(r.out, "tflops_per_s")) EXPECT_GT(t, 0.0);
+  for (double ms : json_numbers(r.out, "min_ms")) EXPECT_GT(ms, 0.0);
+}
+
+TEST_F(ToolsCli, GpuBenchTextNamesTheCardAndTheSdpaScript) {
+  SKIP_WITHOUT_GPU();
+  ta_cli::CudaDeviceInfo info;
+  std::string error;
+  ASSERT_TRUE(ta_cli::cuda_device_query(&info, &error)) << error;
+  Result r = run({"bench", "--device", "cuda", "--tokens", "300", "--heads", "1", "--head-dim",
+                  "32", "--iters", "2", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, info.name)) << r.out;
+  EXPECT_TRUE(json_has(r.out, "exact: see benchmarks/benchmark_taylor_attention.py (torch SDPA)"))
+      << r.out;
+}
+
+TEST_F(ToolsCli, GpuBenchF64IsReportedAsAFallback) {
+  SKIP_WITHOUT_GPU();
+  Result r = run({"bench", "--device", "cuda", "--tokens", "128", "--heads", "1", "--head-dim",
+                  "16", "--dtype", "f64", "--iters", "1", "--checks", "false", "--json",
+                  "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"status\": \"fallback\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "unsupported_dtype")) << r.out;
+}
+
+TEST_F(ToolsCli, GpuDemoMeasuresErrorsOnTheReferenceHeads) {
+  SKIP_WITHOUT_GPU();
+  Result r = run({"demo", "--device", "cuda", "--heads", "3", "--reference-heads", "1", "--iters",
+                  "2", "--json", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"device\": \"cuda\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"dtype\": \"bf16\"")) << r.out;
+  EXPECT_EQ(json_number(r.out, "reference_heads"), 1);
+  EXPECT_TRUE(json_has(r.out, "head 0 on the host")) << r.out;
+  int ok_runs = 0;
+  for (double e : json_numbers(r.out, "rel_l2")) {
+    EXPECT_TRUE(std::isfinite(e));
+    EXPECT_LT(e, 1.5);
+    ++ok_runs;
+  }
+  EXPECT_GE(ok_runs, 2) << r.out;  // two variants at least (plus the quality checks)
+  EXPECT_FALSE(json_has(r.out, "\"status\": \"error\"")) << r.out;
+}
+
+// The same inputs on the CPU and the GPU give errors within the backends' agreement.
+TEST_F(ToolsCli, GpuDemoErrorsAgreeWithTheCpuDemo) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::string> common = {"demo", "--heads", "1", "--dtype", "f32", "--iters",
+                                           "1", "--json", "--quiet"};
+  std::vector<std::string> cpu_args = common, gpu_args = common;
+  cpu_args.insert(cpu_args.end(), {"--device", "cpu"});
+  gpu_args.insert(gpu_args.end(), {"--device", "cuda"});
+  Result cpu = run(cpu_args);
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  Result gpu = run(gpu_args);
+  ASSERT_EQ(gpu.exit_code, 0) << gpu.err;
+  EXPECT_EQ(json_number(cpu.out, "uniform_rel_l2"), json_number(gpu.out, "uniform_rel_l2"));
+  const std::vector<double> ec = json_numbers(cpu.out, "rel_l2");
+  const std::vector<double> eg = json_numbers(gpu.out, "rel_l2");
+  ASSERT_EQ(ec.size(), eg.size()) << cpu.out << gpu.out;
+  for (size_t i = 0; i < ec.size(); ++i) EXPECT_NEAR(eg[i], ec[i], 0.02 + 0.05 * ec[i]) << i;
 }
 
 }  // namespace

@@ -35,30 +35,35 @@ std::string library_error(const std::string &what, ta_status status) {
   return what + ": " + ta_status_string(status) + (message.empty() ? "" : ": " + message);
 }
 
+bool cuda_usable(CudaDeviceInfo *cuda, std::string *reason) {
+  if (!cuda_compiled()) {
+    *reason =
+        "this build of taylor-attention has no CUDA backend "
+        "(ta_backend_available(TA_DEVICE_CUDA) == 0)";
+    return false;
+  }
+  CudaDeviceInfo info;
+  if (!cuda_device_query(&info, reason)) return false;
+  if (!ta_backend_available(TA_DEVICE_CUDA)) {
+    *reason = info.name +
+              " is visible, but the library reports its CUDA backend unavailable "
+              "(ta_backend_available(TA_DEVICE_CUDA) == 0)";
+    return false;
+  }
+  if (cuda) *cuda = info;
+  return true;
+}
+
 bool device_usable(const std::string &device, std::string *error, CudaDeviceInfo *cuda) {
   if (device == "cpu") return true;
   if (device == "cuda") {
-    if (!cuda_compiled()) {
-      *error =
-          "--device cuda: this build of taylor-attention has no CUDA backend "
-          "(ta_backend_available(TA_DEVICE_CUDA) == 0); rebuild with a CUDA compiler "
-          "(TA_ENABLE_CUDA=ON) or use --device cpu";
-      return false;
-    }
-    CudaDeviceInfo info;
-    std::string why;
-    if (!cuda_device_query(&info, &why)) {
-      *error = "--device cuda: " + why + "; use --device cpu";
-      return false;
-    }
-    if (!ta_backend_available(TA_DEVICE_CUDA)) {
-      *error = "--device cuda: " + info.name +
-               " is visible, but the library reports its CUDA backend unavailable "
-               "(ta_backend_available(TA_DEVICE_CUDA) == 0)";
-      return false;
-    }
-    if (cuda) *cuda = info;
-    return true;
+    std::string reason;
+    if (cuda_usable(cuda, &reason)) return true;
+    *error = "--device cuda: " + reason +
+             (cuda_compiled() ? "; use --device cpu"
+                              : "; rebuild with a CUDA compiler (TA_ENABLE_CUDA=ON) or use "
+                                "--device cpu");
+    return false;
   }
   *error = "--device: unknown device '" + device + "' (cpu or cuda)";
   return false;

@@ -28,6 +28,11 @@ bool parse_command_line(CommandLine &cl, const std::vector<std::string> &argv, i
 // "what: <ta_status_string>: <ta_last_error_message>" for a failed library call.
 std::string library_error(const std::string &what, ta_status status);
 
+// Whether CUDA runs here: the build has the backend, device 0 answers, and the library
+// agrees (ta_backend_available). *cuda (optional) receives the card's facts; otherwise
+// *reason says why not, in one line without advice.
+bool cuda_usable(CudaDeviceInfo *cuda, std::string *reason);
+
 // Whether the tool can run on this device ("cpu" or "cuda"). CUDA needs a build with the
 // CUDA backend and a visible, working device; *cuda (optional) then receives its facts.
 // On failure *error is one line starting with "--device <device>: ".

@@ -2,9 +2,15 @@
 //
 // Taylor runs with the quality check and early probe off (they are diagnostics, not part of
 // the attention) and with a workspace allocated once up front, as a caller with a caching
-// allocator would. The exact baseline on the CPU is the library's fp64 reference, labelled
-// as such: it is a correctness oracle, not an optimised kernel, so the speed-up it yields
-// overstates what one would see against a tuned attention. FLOPs follow cost_model.h.
+// allocator would. FLOPs follow cost_model.h.
+//
+// CPU: host wall clock; the exact baseline is the library's fp64 reference, labelled as
+// such: it is a correctness oracle, not an optimised kernel, so the speed-up it yields
+// overstates what one would see against a tuned attention.
+// CUDA: inputs generated on the host, uploaded once; the workspace is one cudaMalloc; each
+// call is timed with CUDA events around ta_attention_run on the default stream. There is
+// no exact GPU attention in C++: torch SDPA is timed by benchmarks/benchmark_taylor_attention.py,
+// and the JSON holds null for it rather than a number from another program.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +23,7 @@
 #include "commands.h"
 #include "config_flags.h"
 #include "cost_model.h"
+#include "device_call.h"
 #include "json.h"
 #include "units.h"
 #include "workload.h"
@@ -25,37 +32,60 @@ namespace ta_cli {
 namespace {
 
 constexpr const char *kExactLabel = "exact (fp64 reference)";
+constexpr const char *kCudaExactPointer =
+    "see benchmarks/benchmark_taylor_attention.py (torch SDPA)";
+constexpr const char *kCudaExactNote =
+    "exact: see benchmarks/benchmark_taylor_attention.py (torch SDPA)";
+constexpr const char *kChecksLabel = "taylor, early_probe and quality_check on (node defaults)";
 // ta_attention_run requires 256-byte aligned workspace.
 constexpr std::align_val_t kWorkspaceAlign{256};
+
+// Per-device defaults. CUDA's are the Flux shapes of MATH.md section 3 (B=1, H=24, d=128,
+// bf16, 1024^2 and 2048^2; add 66048 for 4096^2) and enough iterations for a stable median.
+struct BenchDefaults {
+  std::vector<int64_t> tokens;
+  int64_t heads, iters, warmup;
+  const char *dtype;
+  bool checks;
+};
+const BenchDefaults kCpuDefaults{{1024, 4608}, 1, 3, 1, "f32", false};
+const BenchDefaults kCudaDefaults{{4608, 16896}, 24, 10, 3, "bf16", true};
 
 struct AlignedFree {
   void operator()(void *p) const { ::operator delete(p, kWorkspaceAlign); }
 };
-using Workspace = std::unique_ptr<void, AlignedFree>;
+using HostWorkspace = std::unique_ptr<void, AlignedFree>;
 
 CommandLine make_bench_command_line() {
   CommandLine cl("taylor-attn bench",
                  "Times Taylor attention (ta_attention_run) and exact attention per token count:\n"
-                 "median wall time and FLOP rate by the formulas of MATH.md section 3.");
+                 "median time and FLOP rate by the formulas of MATH.md section 3. On cuda the\n"
+                 "calls are timed with CUDA events on the card and exact attention is left to\n"
+                 "benchmarks/benchmark_taylor_attention.py (torch SDPA).");
   cl.option("tokens", ArgType::IntList, "LIST", "token counts (Nq = Nk)")
-      .defaults("1024,4608")
+      .defaults("1024,4608 on cpu; 4608,16896 on cuda (66048 = Flux 4096^2)")
       .range(1, 1 << 24);
   cl.option("batch", ArgType::Int, "B", "batch").defaults("1").range(1, 1024);
-  cl.option("heads", ArgType::Int, "H", "heads").defaults("1").range(1, 1024);
+  cl.option("heads", ArgType::Int, "H", "heads").defaults("1 on cpu, 24 on cuda").range(1, 1024);
   cl.option("head-dim", ArgType::Int, "D", "head dimension").defaults("128").range(1, 4096);
   cl.option("P", ArgType::Int, "N", "Taylor terms").defaults("3").range(1, 16);
   cl.option("sub-head-blocks", ArgType::Int, "G", "slices per head").defaults("1").range(1, 4096);
-  cl.option("dtype", ArgType::Choice, "f32|f16|f64", "input dtype")
-      .defaults("f32")
-      .one_of({"f32", "f16", "f64"});
-  cl.option("iters", ArgType::Int, "N", "timed iterations").defaults("3").range(1, 100000);
+  cl.option("dtype", ArgType::Choice, "f32|f16|bf16|f64", "input dtype (f64: cpu only)")
+      .defaults("f32 on cpu, bf16 on cuda")
+      .one_of({"f32", "f16", "bf16", "f64"});
+  cl.option("iters", ArgType::Int, "N", "timed iterations")
+      .defaults("3 on cpu, 10 on cuda")
+      .range(1, 100000);
   cl.option("warmup", ArgType::Int, "N", "untimed Taylor iterations first")
-      .defaults("1")
+      .defaults("1 on cpu, 3 on cuda")
       .range(0, 100000);
   cl.option("exact", ArgType::Bool, "true|false",
-            "also time exact attention (slow: O(N^2) in fp64)")
+            "also time exact attention (cpu: the fp64 reference, slow; ignored on cuda)")
       .defaults("true");
-  cl.option("device", ArgType::Choice, "cpu|cuda", "where to run")
+  cl.option("checks", ArgType::Bool, "true|false",
+            "also time Taylor with early_probe and quality_check on (the node defaults)")
+      .defaults("false on cpu, true on cuda");
+  cl.option("device", ArgType::Choice, "cpu|cuda", "where to run (cuda: device 0)")
       .defaults("cpu")
       .one_of({"cpu", "cuda"});
   cl.option("seed", ArgType::Int, "N", "seed of the synthetic inputs")
@@ -66,9 +96,13 @@ CommandLine make_bench_command_line() {
   add_quiet_option(cl);
   cl.set_epilog(
       "FLOPs: Taylor 4 * R * (dv/G + 1) * N * G * H * B; exact 4 * N^2 * d * H * B.\n"
-      "The exact baseline is the library's fp64 reference (no warm-up: it keeps no state).\n"
-      "example:\n"
-      "  taylor-attn bench --tokens 1024,4608 --head-dim 128 --P 3 --iters 3");
+      "cpu: host wall clock; the exact baseline is the library's fp64 reference (no warm-up:\n"
+      "it keeps no state). cuda: CUDA events around each call, inputs uploaded once, a\n"
+      "cudaMalloc'ed workspace; exact attention on the GPU is timed by\n"
+      "benchmarks/benchmark_taylor_attention.py (torch SDPA).\n"
+      "examples:\n"
+      "  taylor-attn bench --tokens 1024,4608 --head-dim 128 --P 3 --iters 3\n"
+      "  taylor-attn bench --device cuda --tokens 4608,16896,66048 --json");
   return cl;
 }
 
@@ -85,12 +119,15 @@ struct Timing {
   std::vector<double> ms;
   double flops = 0;
   double median_ms() const { return median(ms); }
+  double min_ms() const {
+    return ms.empty() ? std::nan("") : *std::min_element(ms.begin(), ms.end());
+  }
   double rate() const { return flops / (median_ms() / 1e3); }
 };
 
 struct SizeResult {
   int64_t tokens = 0;
-  Timing taylor, exact;
+  Timing taylor, checks, exact;
   int64_t workspace_bytes = 0;
 };
 
@@ -101,12 +138,72 @@ void write_timing(JsonWriter &json, const char *name, const char *label, const T
   json.field("status", t.status);
   if (!t.detail.empty()) json.field("detail", t.detail);
   json.field_num("median_ms", t.median_ms());
-  json.field_num("min_ms",
-                 t.ms.empty() ? std::nan("") : *std::min_element(t.ms.begin(), t.ms.end()));
+  json.field_num("min_ms", t.min_ms());
   json.field_int("iters", static_cast<int64_t>(t.ms.size()));
   json.field_num("flops", t.flops);
   json.field_num("gflops_per_s", t.rate() / 1e9);
+  json.field_num("tflops_per_s", t.rate() / 1e12);
   json.end_object();
+}
+
+// What one timed series needs: the call, its workspace and how to clock it.
+struct Runner {
+  const ta_attention_args *args = nullptr;
+  void *workspace = nullptr;
+  size_t workspace_bytes = 0;
+  bool cuda = false;  // CUDA events around each call, else host wall clock
+};
+
+// warmup untimed + iters timed calls. Stops at the first call that does not return TA_OK,
+// recording why in t (a timed fallback would be a lie about the Taylor path).
+void time_series(const Runner &runner, const ta_config &config, int64_t warmup, int64_t iters,
+                 const Progress &progress, const std::string &what, Timing *t) {
+  DeviceTimer timer;
+  for (int64_t i = 0; t->status == "ok" && i < warmup + iters; ++i) {
+    progress.note(what + " " +
+                  (i < warmup ? "warm-up " + std::to_string(i + 1) + "/" + std::to_string(warmup)
+                              : std::to_string(i - warmup + 1) + "/" + std::to_string(iters)));
+    ta_stats stats;
+    ta_stats_init(&stats);
+    std::string error;
+    double ms = 0.0;
+    const double t0 = now_ms();
+    if (runner.cuda && !timer.start(&error)) {
+      t->status = "error";
+      t->detail = error;
+      break;
+    }
+    const ta_status st = ta_attention_run(runner.args, &config, runner.workspace,
+                                          runner.workspace_bytes, nullptr, &stats);
+    if (runner.cuda) {
+      if (!timer.stop(&ms, &error)) {
+        t->status = "error";
+        t->detail = error;
+        break;
+      }
+    } else {
+      ms = now_ms() - t0;
+    }
+    if (st == TA_FALLBACK) {
+      t->status = "fallback";
+      t->detail = ta_reason_name(stats.fallback_reason);
+    } else if (st != TA_OK) {
+      t->status = "error";
+      t->detail = library_error("ta_attention_run", st);
+    } else if (i >= warmup) {
+      t->ms.push_back(ms);
+    }
+  }
+  if (t->status != "ok") t->ms.clear();
+}
+
+void skip_all(SizeResult *r, const std::string &status, const std::string &detail) {
+  for (Timing *t : {&r->taylor, &r->checks}) {
+    if (t->status == "ok") {
+      t->status = status;
+      t->detail = detail;
+    }
+  }
 }
 
 }  // namespace
@@ -117,22 +214,28 @@ int cmd_bench(const std::vector<std::string> &argv) {
   if (!parse_command_line(cl, argv, &exit_code)) return exit_code;
   const std::string &program = cl.program();
 
-  const std::vector<int64_t> token_list = cl.get_int_list("tokens", {1024, 4608});
+  const std::string device = cl.get_string("device", "cpu");
+  const bool on_cuda = device == "cuda";
+  const BenchDefaults &defaults = on_cuda ? kCudaDefaults : kCpuDefaults;
+  const std::vector<int64_t> token_list = cl.get_int_list("tokens", defaults.tokens);
   const int64_t B = cl.get_int("batch", 1);
-  const int64_t H = cl.get_int("heads", 1);
+  const int64_t H = cl.get_int("heads", defaults.heads);
   const int64_t d = cl.get_int("head-dim", 128);
   const int32_t P = static_cast<int32_t>(cl.get_int("P", 3));
   const int32_t G = static_cast<int32_t>(cl.get_int("sub-head-blocks", 1));
-  const int64_t iters = cl.get_int("iters", 3);
-  const int64_t warmup = cl.get_int("warmup", 1);
-  const bool time_exact = cl.get_bool("exact", true);
+  const int64_t iters = cl.get_int("iters", defaults.iters);
+  const int64_t warmup = cl.get_int("warmup", defaults.warmup);
+  const bool time_exact = cl.get_bool("exact", true) && !on_cuda;
+  const bool time_checks = cl.get_bool("checks", defaults.checks);
   const uint64_t seed = static_cast<uint64_t>(cl.get_int("seed", 0));
   ta_dtype dtype = TA_DTYPE_F32;
-  parse_dtype_label(cl.get_string("dtype", "f32"), &dtype);
-  const std::string device = cl.get_string("device", "cpu");
+  parse_dtype_label(cl.get_string("dtype", defaults.dtype), &dtype);
 
   std::string error;
-  if (!device_usable(device, &error)) return report_error(program, error, kExitFailure);
+  CudaDeviceInfo cuda_info;
+  if (!device_usable(device, &error, &cuda_info)) {
+    return report_error(program, error, kExitFailure);
+  }
   CostModel model;
   if (!make_cost_model(d, d, P, G, &model, &error)) {
     return report_error(program, error, kExitUsage);
@@ -158,6 +261,11 @@ int cmd_bench(const std::vector<std::string> &argv) {
     return report_error(program, std::string("invalid configuration: ") + ta_last_error_message(),
                         kExitUsage);
   }
+  // The diagnostics the node runs by default (probe and quality check at their default
+  // sample counts), on the otherwise identical call.
+  ta_config checks_config = config;
+  checks_config.early_probe = 1;
+  checks_config.quality_check = 1;
 
   const Progress progress("bench", !cl.flag("quiet"));
   std::vector<SizeResult> results;
@@ -166,57 +274,67 @@ int cmd_bench(const std::vector<std::string> &argv) {
     r.tokens = n;
     r.taylor.flops =
         model.taylor_flops_per_head(static_cast<double>(n)) * static_cast<double>(H * B);
+    r.checks.flops = r.taylor.flops;
     r.exact.flops = model.exact_flops_per_head(static_cast<double>(n)) * static_cast<double>(H * B);
+    if (!time_checks) r.checks.status = "skipped";
+    if (!time_exact) r.exact.status = "skipped";
+    const std::string tag = "N=" + std::to_string(n);
+    progress.note(tag + " generating " + dtype_label(dtype) + " inputs");
     AttentionCall call;
-    load_call(gaussian_qkv(B, H, n, d, 1.0, seed), dtype, &call);
-    const ta_attention_args *args = call.prepare();
+    load_gaussian_call(B, H, n, d, 1.0, seed, dtype, &call);
+    const ta_attention_args *host_args = call.prepare();
+
+    Runner runner;
+    runner.cuda = on_cuda;
+    runner.args = host_args;
+    DeviceAttentionCall device_call;
+    if (on_cuda) {
+      progress.note(tag + " uploading");
+      if (!device_call.upload(call, &error)) {
+        skip_all(&r, "error", error);
+        results.push_back(std::move(r));
+        continue;
+      }
+      runner.args = device_call.prepare();
+    }
 
     size_t ws_bytes = 0;
-    ta_status st = ta_attention_workspace_size(args, &config, &ws_bytes);
-    Workspace workspace;
+    ta_status st = ta_attention_workspace_size(runner.args, &config, &ws_bytes);
+    size_t checks_ws_bytes = 0;
+    if (st == TA_OK && time_checks) {
+      st = ta_attention_workspace_size(runner.args, &checks_config, &checks_ws_bytes);
+    }
+    ws_bytes = std::max(ws_bytes, checks_ws_bytes);
+    HostWorkspace host_workspace;
+    DeviceBuffer device_workspace;
     if (st != TA_OK) {
-      r.taylor.status = "error";
-      r.taylor.detail = library_error("ta_attention_workspace_size", st);
+      skip_all(&r, "error", library_error("ta_attention_workspace_size", st));
+    } else if (ws_bytes > 0 && on_cuda) {
+      if (!device_workspace.allocate(ws_bytes, &error)) {
+        skip_all(&r, "error", "workspace: " + error);
+      }
+      runner.workspace = device_workspace.data();
     } else if (ws_bytes > 0) {
       try {
-        workspace.reset(::operator new(ws_bytes, kWorkspaceAlign));
+        host_workspace.reset(::operator new(ws_bytes, kWorkspaceAlign));
       } catch (const std::bad_alloc &) {
-        r.taylor.status = "error";
-        r.taylor.detail =
-            "cannot allocate the workspace (" + format_bytes(static_cast<double>(ws_bytes)) + ")";
+        skip_all(&r, "error",
+                 "cannot allocate the workspace (" +
+                     format_bytes(static_cast<double>(ws_bytes)) + ")");
       }
+      runner.workspace = host_workspace.get();
     }
+    runner.workspace_bytes = ws_bytes;
     r.workspace_bytes = static_cast<int64_t>(ws_bytes);
 
-    for (int64_t i = 0; r.taylor.status == "ok" && i < warmup + iters; ++i) {
-      progress.note("N=" + std::to_string(n) + " taylor " +
-                    (i < warmup ? "warm-up " + std::to_string(i + 1) + "/" + std::to_string(warmup)
-                                : std::to_string(i - warmup + 1) + "/" + std::to_string(iters)));
-      ta_stats stats;
-      ta_stats_init(&stats);
-      const double t0 = now_ms();
-      st = ta_attention_run(args, &config, workspace.get(), ws_bytes, nullptr, &stats);
-      const double ms = now_ms() - t0;
-      if (st == TA_FALLBACK) {
-        r.taylor.status = "fallback";
-        r.taylor.detail = ta_reason_name(stats.fallback_reason);
-      } else if (st != TA_OK) {
-        r.taylor.status = "error";
-        r.taylor.detail = library_error("ta_attention_run", st);
-      } else if (i >= warmup) {
-        r.taylor.ms.push_back(ms);
-      }
-    }
-    if (r.taylor.status != "ok") r.taylor.ms.clear();
+    time_series(runner, config, warmup, iters, progress, tag + " taylor", &r.taylor);
+    time_series(runner, checks_config, warmup, iters, progress, tag + " taylor with checks",
+                &r.checks);
 
-    if (!time_exact) {
-      r.exact.status = "skipped";
-    }
     for (int64_t i = 0; r.exact.status == "ok" && i < iters; ++i) {
-      progress.note("N=" + std::to_string(n) + " exact " + std::to_string(i + 1) + "/" +
-                    std::to_string(iters));
+      progress.note(tag + " exact " + std::to_string(i + 1) + "/" + std::to_string(iters));
       const double t0 = now_ms();
-      st = ta_reference_attention(args, &config, TA_REFERENCE_EXACT_ORIGINAL);
+      st = ta_reference_attention(host_args, &config, TA_REFERENCE_EXACT_ORIGINAL);
       const double ms = now_ms() - t0;
       if (st != TA_OK) {
         r.exact.status = "error";
@@ -237,6 +355,14 @@ int cmd_bench(const std::vector<std::string> &argv) {
     json.field("command", "bench");
     json.field("library_version", ta_version_string());
     json.field("device", device);
+    json.key("device_name");
+    if (on_cuda) {
+      json.string(cuda_info.name);
+    } else {
+      json.null();
+    }
+    write_cuda_device_json(json, on_cuda ? &cuda_info : nullptr);
+    json.field("clock", on_cuda ? "cuda_events" : "host_wall_clock");
     json.field("dtype", dtype_label(dtype));
     json.field_int("batch", B);
     json.field_int("heads", H);
@@ -247,6 +373,12 @@ int cmd_bench(const std::vector<std::string> &argv) {
     json.field_int("num_threads", config.num_threads);
     json.field_int("iters", iters);
     json.field_int("warmup", warmup);
+    json.key("exact_baseline");
+    if (on_cuda) {
+      json.string(kCudaExactPointer);
+    } else {
+      json.string(kExactLabel);
+    }
     json.key("results");
     json.begin_array();
     for (const auto &r : results) {
@@ -254,8 +386,16 @@ int cmd_bench(const std::vector<std::string> &argv) {
       json.field_int("tokens", r.tokens);
       json.field_int("workspace_bytes", r.workspace_bytes);
       write_timing(json, "taylor", "taylor", r.taylor);
-      write_timing(json, "exact", kExactLabel, r.exact);
-      json.field_num("speedup", r.exact.median_ms() / r.taylor.median_ms());
+      if (time_checks) write_timing(json, "taylor_with_checks", kChecksLabel, r.checks);
+      if (on_cuda) {
+        json.key("exact");
+        json.null();
+        json.key("speedup");
+        json.null();
+      } else {
+        write_timing(json, "exact", kExactLabel, r.exact);
+        json.field_num("speedup", r.exact.median_ms() / r.taylor.median_ms());
+      }
       json.field_num("flop_ratio", r.taylor.flops / r.exact.flops);
       json.end_object();
     }
@@ -266,37 +406,68 @@ int cmd_bench(const std::vector<std::string> &argv) {
   }
 
   std::ostringstream out;
-  out << "bench: B=" << B << " H=" << H << " d=" << d << " P=" << P << " G=" << G
-      << " (R=" << format_count(static_cast<double>(model.feature_dim)) << " per slice), "
-      << dtype_label(dtype) << ", " << device << ", threads " << threads << ", median of " << iters
-      << " after " << warmup << " warm-up\n";
-  char line[256];
-  std::snprintf(line, sizeof line, "%8s %11s %14s | %12s %14s | %9s %11s\n", "N", "Taylor",
-                "Taylor rate", "exact", "exact rate", "speed-up", "FLOP ratio");
-  out << line;
   auto cell = [](const Timing &t) {
     return t.status == "ok" ? format_ms(t.median_ms()) : t.status;
   };
   auto rate = [](const Timing &t) {
     return t.status == "ok" ? format_rate(t.rate()) : std::string("-");
   };
-  for (const auto &r : results) {
-    double speedup = r.exact.median_ms() / r.taylor.median_ms();
-    std::snprintf(line, sizeof line, "%8lld %11s %14s | %12s %14s | %9s %11s\n",
-                  static_cast<long long>(r.tokens), cell(r.taylor).c_str(), rate(r.taylor).c_str(),
-                  cell(r.exact).c_str(), rate(r.exact).c_str(),
-                  std::isfinite(speedup) ? format_ratio(speedup).c_str() : "-",
-                  format_ratio(r.taylor.flops / r.exact.flops).c_str());
+  char line[256];
+  if (on_cuda) {
+    out << "bench: B=" << B << " H=" << H << " d=" << d << " P=" << P << " G=" << G
+        << " (R=" << format_count(static_cast<double>(model.feature_dim)) << " per slice), "
+        << dtype_label(dtype) << ", cuda on " << cuda_device_text(cuda_info)
+        << ", CUDA events, median and min of " << iters << " after " << warmup << " warm-up\n";
+    std::snprintf(line, sizeof line, "%8s %11s %11s %15s | %12s %15s | %10s %11s\n", "N",
+                  "Taylor", "min", "Taylor rate", "with checks", "rate", "workspace",
+                  "FLOP ratio");
     out << line;
+    for (const auto &r : results) {
+      std::snprintf(line, sizeof line, "%8lld %11s %11s %15s | %12s %15s | %10s %11s\n",
+                    static_cast<long long>(r.tokens), cell(r.taylor).c_str(),
+                    r.taylor.status == "ok" ? format_ms(r.taylor.min_ms()).c_str() : "-",
+                    rate(r.taylor).c_str(), cell(r.checks).c_str(), rate(r.checks).c_str(),
+                    format_bytes(static_cast<double>(r.workspace_bytes)).c_str(),
+                    format_ratio(r.taylor.flops / r.exact.flops).c_str());
+      out << line;
+    }
+    out << kCudaExactNote << "\n"
+        << "Taylor rate = useful FLOPs 4*R*(dv/G+1)*N*H*G*B / median time; \"with checks\" = "
+           "early_probe and quality_check on (the node defaults), otherwise the same call.\n"
+        << "FLOP ratio = Taylor FLOPs / exact FLOPs (below 1: Taylor does less arithmetic).\n";
+  } else {
+    out << "bench: B=" << B << " H=" << H << " d=" << d << " P=" << P << " G=" << G
+        << " (R=" << format_count(static_cast<double>(model.feature_dim)) << " per slice), "
+        << dtype_label(dtype) << ", " << device << ", threads " << threads << ", median of "
+        << iters << " after " << warmup << " warm-up\n";
+    std::snprintf(line, sizeof line, "%8s %11s %14s | %12s %14s | %9s %11s\n", "N", "Taylor",
+                  "Taylor rate", "exact", "exact rate", "speed-up", "FLOP ratio");
+    out << line;
+    for (const auto &r : results) {
+      double speedup = r.exact.median_ms() / r.taylor.median_ms();
+      std::snprintf(line, sizeof line, "%8lld %11s %14s | %12s %14s | %9s %11s\n",
+                    static_cast<long long>(r.tokens), cell(r.taylor).c_str(),
+                    rate(r.taylor).c_str(), cell(r.exact).c_str(), rate(r.exact).c_str(),
+                    std::isfinite(speedup) ? format_ratio(speedup).c_str() : "-",
+                    format_ratio(r.taylor.flops / r.exact.flops).c_str());
+      out << line;
+    }
+    if (time_checks) {
+      for (const auto &r : results) {
+        out << "N=" << r.tokens << " with early_probe and quality_check on (node defaults): "
+            << cell(r.checks) << ", " << rate(r.checks) << "\n";
+      }
+    }
+    out << "exact = " << kExactLabel
+        << ": the library's O(N^2) correctness reference, not an optimised kernel.\n"
+        << "FLOP ratio = Taylor FLOPs / exact FLOPs (below 1: Taylor does less arithmetic).\n";
   }
-  out << "exact = " << kExactLabel
-      << ": the library's O(N^2) correctness reference, not an optimised kernel.\n"
-      << "FLOP ratio = Taylor FLOPs / exact FLOPs (below 1: Taylor does less arithmetic).\n";
   for (const auto &r : results) {
-    for (const auto *t : {&r.taylor, &r.exact}) {
+    const std::pair<const char *, const Timing *> rows[] = {
+        {"taylor", &r.taylor}, {"taylor with checks", &r.checks}, {"exact", &r.exact}};
+    for (const auto &[name, t] : rows) {
       if (!t->detail.empty()) {
-        out << "N=" << r.tokens << " " << (t == &r.taylor ? "taylor" : "exact") << ": " << t->status
-            << ": " << t->detail << "\n";
+        out << "N=" << r.tokens << " " << name << ": " << t->status << ": " << t->detail << "\n";
       }
     }
   }

@@ -25,14 +25,41 @@ constexpr int kMaxNesting = 8;
 
 // ---- A tiny Python literal model: exactly what .npy headers contain. ----
 struct Value {
+  // A dict entry. Declared here, defined below: std::vector accepts an incomplete element
+  // type, std::pair<std::string, Value> inside Value does not (clang rejects it).
+  struct Entry;
   enum class Kind { String, Bool, None, Int, Tuple, List, Dict } kind = Kind::None;
-  std::string text;                                    // String
-  bool boolean = false;                                // Bool
-  int64_t integer = 0;                                 // Int (valid when !int_overflow)
-  bool int_overflow = false;                           // Int that does not fit in int64
-  std::vector<Value> items;                            // Tuple, List
-  std::vector<std::pair<std::string, Value>> entries;  // Dict
+  std::string text;            // String
+  bool boolean = false;        // Bool
+  int64_t integer = 0;         // Int (valid when !int_overflow)
+  bool int_overflow = false;   // Int that does not fit in int64
+  std::vector<Value> items;    // Tuple, List
+  std::vector<Entry> entries;  // Dict
 };
+
+struct Value::Entry {
+  std::string key;
+  Value value;
+};
+
+// Header text quoted in a message: control and non-ASCII bytes escaped as \xNN (the
+// message stays one printable line even for a hostile file), long text cut short.
+std::string quoted(std::string_view text) {
+  constexpr size_t kMaxShown = 48;
+  std::string out = "'";
+  for (size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    const auto u = static_cast<unsigned char>(text[i]);
+    if (u >= 0x20 && u < 0x7f && u != '\\') {
+      out.push_back(text[i]);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    }
+  }
+  if (text.size() > kMaxShown) out += "...";
+  return out + "'";
+}
 
 const char *kind_name(Value::Kind kind) {
   switch (kind) {
@@ -243,14 +270,14 @@ class LiteralParser {
       if (peek() != '\'' && peek() != '"') return fail("dict key is not a string");
       if (!parse_string(&key)) return false;
       for (const auto &entry : out->entries) {
-        if (entry.first == key.text) return fail("duplicate key '" + key.text + "'");
+        if (entry.key == key.text) return fail("duplicate key " + quoted(key.text));
       }
       skip_space();
-      if (peek() != ':') return fail("expected ':' after key '" + key.text + "'");
+      if (peek() != ':') return fail("expected ':' after key " + quoted(key.text));
       ++pos_;
       Value value;
       if (!parse_value(&value, depth + 1)) return false;
-      out->entries.emplace_back(key.text, std::move(value));
+      out->entries.push_back(Value::Entry{key.text, std::move(value)});
       skip_space();
       if (peek() == ',') {
         ++pos_;
@@ -277,7 +304,7 @@ bool parse_descr(const std::string &descr, DType *dtype, std::string *error) {
   } kKnown[] = {{"f2", DType::F16}, {"f4", DType::F32}, {"f8", DType::F64}, {"b1", DType::Bool}};
   const std::string supported = " (supported: <f2, <f4, <f8, |b1)";
   if (descr.size() < 2) {
-    *error = "unsupported dtype '" + descr + "'" + supported;
+    *error = "unsupported dtype " + quoted(descr) + supported;
     return false;
   }
   char order = descr[0];
@@ -298,7 +325,7 @@ bool parse_descr(const std::string &descr, DType *dtype, std::string *error) {
     }
     return false;
   }
-  *error = "unsupported dtype '" + descr + "'" + supported;
+  *error = "unsupported dtype " + quoted(descr) + supported;
   return false;
 }
 
@@ -422,7 +449,7 @@ bool parse_npy(const unsigned char *bytes, size_t size, Array *out, std::string 
     } else if (key == "shape") {
       shape = &value;
     } else {
-      *error = "malformed .npy header: unexpected key '" + key + "'";
+      *error = "malformed .npy header: unexpected key " + quoted(key);
       return false;
     }
   }

@@ -102,8 +102,8 @@ template <int NC, int DMAX>
 __global__ void __launch_bounds__(256) key_pass_simt(PassArgs a) {
   constexpr int BK = kKeyChunk, ROWS = 32, CPT = (NC + 7) / 8;
   extern __shared__ float smem[];
-  const int ds = a.g.ds, xst = ds + 1;
-  float* xs = smem;                  // [BK][ds+1]
+  const int ds = a.g.ds, xst = staged_stride(ds, kKeyStrideResidue);
+  float* xs = smem;                  // [BK][xst]
   float* vs = xs + BK * xst;         // [BK][NC]
   float* phi = vs + BK * NC;         // [ROWS][BK]
   const int64_t unit_local = blockIdx.y;
