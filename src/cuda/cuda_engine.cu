@@ -166,11 +166,11 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
   const dim3 kgrid(static_cast<unsigned>(tiles), static_cast<unsigned>(units), static_cast<unsigned>(splits));
   TA_CUDA_TRY(cudaEventRecord(ev[0], stream), "cudaEventRecord");
   if (fast) {
-    const size_t smem = kKeyChunk * staged_stride(ds, kKeyStrideResidue) * 4 + NC * (kKeyChunk + 8) * 2;
+    const size_t smem = kKeyChunk * (ds + 1) * 4 + NC * (kKeyChunk + 8) * 2;
     if (ta_status s = allow_smem(key_pass_mma<NC, kWarps, kKeyTiles, DMAX>, smem); s != TA_OK) return s;
     key_pass_mma<NC, kWarps, kKeyTiles, DMAX><<<kgrid, kWarps * 32, smem, stream>>>(args);
   } else {
-    const size_t smem = (kKeyChunk * staged_stride(ds, kKeyStrideResidue) + kKeyChunk * NC + 32 * kKeyChunk) * 4;
+    const size_t smem = (kKeyChunk * (ds + 1) + kKeyChunk * NC + 32 * kKeyChunk) * 4;
     if (ta_status s = allow_smem(key_pass_simt<NC, DMAX>, smem); s != TA_OK) return s;
     key_pass_simt<NC, DMAX><<<kgrid, 256, smem, stream>>>(args);
   }
@@ -198,13 +198,12 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
           args.S, const_cast<__nv_bfloat16*>(args.St), g.R, args.Rpad, g.dvs, args.denom_split, units);
       TA_CUDA_LAUNCHED("state conversion");
       constexpr int BQ = kWarps * 16;
-      const size_t smem = BQ * staged_stride(ds, kQueryStrideResidue) * 4 + 2 * BQ * 4 + kStateChunk * 16 +
-                          NC * (kStateChunk + 8) * 2;
+      const size_t smem = BQ * (ds + 1) * 4 + 2 * BQ * 4 + kStateChunk * 16 + NC * (kStateChunk + 8) * 2;
       if (ta_status s = allow_smem(query_pass_mma<NC, kWarps, DMAX>, smem); s != TA_OK) return s;
       const dim3 qgrid(static_cast<unsigned>((g.Nq + BQ - 1) / BQ), static_cast<unsigned>(units));
       query_pass_mma<NC, kWarps, DMAX><<<qgrid, kWarps * 32, smem, stream>>>(args);
     } else {
-      const size_t smem = (32 * staged_stride(ds, kQueryStrideResidue) + 32 * kStateChunk + kStateChunk * NC + 32) * 4;
+      const size_t smem = (32 * (ds + 1) + 32 * kStateChunk + kStateChunk * NC + 32) * 4;
       if (ta_status s = allow_smem(query_pass_simt<NC, DMAX>, smem); s != TA_OK) return s;
       const dim3 qgrid(static_cast<unsigned>((g.Nq + 31) / 32), static_cast<unsigned>(units));
       query_pass_simt<NC, DMAX><<<qgrid, 256, smem, stream>>>(args);

@@ -62,17 +62,6 @@ __device__ __forceinline__ float store_f(void* base, int64_t off, int dtype, flo
   return __half2float(h);
 }
 
-// Row stride (in floats) of staged coordinate rows, chosen so that the tensor-core
-// passes' scattered reads hit distinct banks: lanes read rows 2*tig (+c) at feature
-// indices that run with gid, so a stride of 4 (mod 32) maps (tig, gid) to 8*tig + gid in
-// the key pass; in the query pass lanes read rows gid at indices that run with 2*tig, so
-// a stride of 8 (mod 32) leaves at most 2-way conflicts (the old ds + 1 gave up to 4-way).
-__host__ __device__ constexpr int staged_stride(int ds, int residue) {
-  return ds + ((residue - ds % 32) % 32 + 32) % 32;  // smallest stride >= ds, == residue (mod 32)
-}
-constexpr int kKeyStrideResidue = 4;
-constexpr int kQueryStrideResidue = 8;
-
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
   return *reinterpret_cast<const uint32_t*>(&v);

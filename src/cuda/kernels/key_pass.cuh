@@ -16,8 +16,8 @@ template <int NC, int WARPS, int MT, int DMAX>
 __global__ void __launch_bounds__(WARPS * 32) key_pass_mma(PassArgs a) {
   constexpr int BM = WARPS * 16 * MT, BK = kKeyChunk, NT = NC / 8, VST = BK + 8;
   extern __shared__ float smem[];
-  const int ds = a.g.ds, xst = staged_stride(ds, kKeyStrideResidue);
-  float* xs = smem;                                                             // [BK][xst]
+  const int ds = a.g.ds, xst = ds + 1;
+  float* xs = smem;                                                             // [BK][ds+1]
   __nv_bfloat16* vt = reinterpret_cast<__nv_bfloat16*>(smem + BK * xst);       // [NC][BK+8]
   const int64_t unit_local = blockIdx.y;
   int64_t b, h, s;
@@ -102,8 +102,8 @@ template <int NC, int DMAX>
 __global__ void __launch_bounds__(256) key_pass_simt(PassArgs a) {
   constexpr int BK = kKeyChunk, ROWS = 32, CPT = (NC + 7) / 8;
   extern __shared__ float smem[];
-  const int ds = a.g.ds, xst = staged_stride(ds, kKeyStrideResidue);
-  float* xs = smem;                  // [BK][xst]
+  const int ds = a.g.ds, xst = ds + 1;
+  float* xs = smem;                  // [BK][ds+1]
   float* vs = xs + BK * xst;         // [BK][NC]
   float* phi = vs + BK * NC;         // [ROWS][BK]
   const int64_t unit_local = blockIdx.y;

@@ -32,7 +32,7 @@ __device__ __forceinline__ bool key_attends(const PassArgs& a, int64_t b, int64_
 }
 
 // Stages BK tokens starting at t0 (up to t_end) of unit `unit_local`: scaled key
-// coordinates into xs[t * xstride + c] (fp32; xstride a multiple of 4) and [v, 1] into vbuf via put(col, t, val).
+// coordinates into xs[t * xstride + c] (fp32) and [v, 1] into vbuf via put(col, t, val).
 // Masked and out-of-range keys get zero values and a zero "1" column, so they add
 // nothing even though their degree-0 feature is 1.
 // Loads the 16-byte vector at element offset off and hands its values to put(i, value).
@@ -70,20 +70,17 @@ __device__ __forceinline__ void stage_keys(const PassArgs& a, int64_t unit_local
   const int64_t kbase = b * a.k.s0 + h * a.k.s1 + s * static_cast<int64_t>(ds) * a.k.s3;
   const float* kf = a.kfac + unit_local * g.Nk;
   if (a.vec_k) {
-    // Lanes take consecutive 16-byte pieces of one token row and store them as float4
-    // (row strides are multiples of 4 floats), so the stores are conflict-free.
     const int per = vector_elems(a.k.dtype), vecs = ds / per;
     for (int e = threadIdx.x; e < BK * vecs; e += blockDim.x) {
       const int t = e / vecs, c0 = (e % vecs) * per;
       const int64_t tok = t0 + t;
-      float vals[8] = {};
+      float* dst = xs + t * xstride + c0;
       if (tok < t_end) {
         const float f = kf[tok];
-        load_vector(a.k.data, kbase + tok * a.k.s2 + c0, a.k.dtype, [&](int i, float x) { vals[i] = x * f; });
+        load_vector(a.k.data, kbase + tok * a.k.s2 + c0, a.k.dtype, [&](int i, float x) { dst[i] = x * f; });
+      } else {
+        for (int i = 0; i < per; ++i) dst[i] = 0.0f;
       }
-      float4* dst = reinterpret_cast<float4*>(xs + t * xstride + c0);
-      dst[0] = make_float4(vals[0], vals[1], vals[2], vals[3]);
-      if (per == 8) dst[1] = make_float4(vals[4], vals[5], vals[6], vals[7]);
     }
   } else {
     for (int e = threadIdx.x; e < BK * ds; e += blockDim.x) {
@@ -96,12 +93,9 @@ __device__ __forceinline__ void stage_keys(const PassArgs& a, int64_t unit_local
   }
   const int64_t vbase = b * a.v.s0 + h * a.v.s1 + s * static_cast<int64_t>(g.dvs) * a.v.s3;
   if (a.vec_v) {
-    // Lanes take consecutive tokens of one column group: the transposed stores of
-    // put(col, t) then land in consecutive 16-bit slots (no bank conflicts), where lanes
-    // along a row would all hit one bank.
     const int per = vector_elems(a.v.dtype), vecs = g.dvs / per;
     for (int e = threadIdx.x; e < BK * vecs; e += blockDim.x) {
-      const int t = e % BK, c0 = (e / BK) * per;
+      const int t = e / vecs, c0 = (e % vecs) * per;
       const int64_t tok = t0 + t;
       if (tok < t_end && key_attends(a, b, tok)) {
         load_vector(a.v.data, vbase + tok * a.v.s2 + c0, a.v.dtype, [&](int i, float x) { put(c0 + i, t, x); });
@@ -111,7 +105,7 @@ __device__ __forceinline__ void stage_keys(const PassArgs& a, int64_t unit_local
     }
     // The "1" column (z) and the zero padding.
     for (int e = threadIdx.x; e < BK * (nc - g.dvs); e += blockDim.x) {
-      const int t = e % BK, col = g.dvs + e / BK;
+      const int t = e / (nc - g.dvs), col = g.dvs + e % (nc - g.dvs);
       const int64_t tok = t0 + t;
       put(col, t, (col == g.dvs && tok < t_end && key_attends(a, b, tok)) ? 1.0f : 0.0f);
     }

@@ -36,14 +36,13 @@ __device__ __forceinline__ void stage_queries(const PassArgs& a, int64_t unit_lo
     for (int e = threadIdx.x; e < count * vecs; e += blockDim.x) {
       const int i = e / vecs, c0 = (e % vecs) * per;
       const int64_t qi = q0 + i;
-      float vals[8] = {};
+      float* dst = xq + i * xst + c0;
       if (qi < a.g.Nq) {
         const float f = qf[qi];
-        load_vector(a.q.data, qbase + qi * a.q.s2 + c0, a.q.dtype, [&](int j, float x) { vals[j] = x * f; });
+        load_vector(a.q.data, qbase + qi * a.q.s2 + c0, a.q.dtype, [&](int j, float x) { dst[j] = x * f; });
+      } else {
+        for (int j = 0; j < per; ++j) dst[j] = 0.0f;
       }
-      float4* dst = reinterpret_cast<float4*>(xq + i * xst + c0);  // xst is a multiple of 4
-      dst[0] = make_float4(vals[0], vals[1], vals[2], vals[3]);
-      if (per == 8) dst[1] = make_float4(vals[4], vals[5], vals[6], vals[7]);
     }
     return;
   }
@@ -59,8 +58,8 @@ template <int NC, int WARPS, int DMAX>
 __global__ void __launch_bounds__(WARPS * 32) query_pass_mma(PassArgs a) {
   constexpr int BQ = WARPS * 16, BR = kStateChunk, NT = NC / 8, SST = BR + 8;
   extern __shared__ float smem[];
-  const int ds = a.g.ds, xst = staged_stride(ds, kQueryStrideResidue);
-  float* xq = smem;                                                         // [BQ][xst]
+  const int ds = a.g.ds, xst = ds + 1;
+  float* xq = smem;                                                         // [BQ][ds+1]
   float* den_s = xq + BQ * xst;                                             // [BQ][2]
   uint8_t* ids_s = reinterpret_cast<uint8_t*>(den_s + 2 * BQ);              // [BR][16]
   __nv_bfloat16* st = reinterpret_cast<__nv_bfloat16*>(ids_s + BR * 16);    // [NC][BR+8]
@@ -158,8 +157,8 @@ template <int NC, int DMAX>
 __global__ void __launch_bounds__(256) query_pass_simt(PassArgs a) {
   constexpr int BQ = 32, BR = kStateChunk, CPT = (NC + 7) / 8;
   extern __shared__ float smem[];
-  const int ds = a.g.ds, xst = staged_stride(ds, kQueryStrideResidue);
-  float* xq = smem;                 // [BQ][xst]
+  const int ds = a.g.ds, xst = ds + 1;
+  float* xq = smem;                 // [BQ][ds+1]
   float* phi = xq + BQ * xst;       // [BQ][BR]
   float* ss = phi + BQ * BR;        // [BR][NC]
   float* den_s = ss + BR * NC;      // [BQ]
