@@ -133,7 +133,8 @@ typedef struct ta_tensor {
 } ta_tensor;
 
 /* Fills a tensor with contiguous row-major strides. Returns TA_ERR_INVALID_ARGUMENT
- * for a NULL tensor, ndim out of 1..4 or a negative extent. */
+ * for a NULL tensor, ndim out of 1..4, a negative extent, or extents whose strides do
+ * not fit in int64. dtype and device are stored as given (check() names bad values). */
 TA_API ta_status ta_tensor_init_contiguous(ta_tensor *t, void *data, ta_dtype dtype,
                                            ta_device_type device, int32_t ndim,
                                            const int64_t *shape);

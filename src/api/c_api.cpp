@@ -120,18 +120,29 @@ const char* ta_version_string(void) {
 
 int ta_abi_version(void) { return TA_ABI_VERSION; }
 
-const char* ta_status_string(ta_status status) { return status_name(status); }
+// Enum parameters come from C (or ctypes) callers as plain ints: any value can arrive, and
+// reading an out-of-range value as the C++ enum is undefined behaviour. Each entry point
+// reads the raw int first (raw_enum copies the bytes) and range-checks it.
+const char* ta_status_string(ta_status status) {
+  const int32_t raw = raw_enum(status);
+  if (raw < TA_OK || raw > TA_ERR_INTERNAL) return "unknown";
+  return status_name(static_cast<ta_status>(raw));
+}
 
 const char* ta_last_error_message(void) { return last_error(); }
 
-const char* ta_reason_name(ta_reason reason) { return reason_name(reason); }
+const char* ta_reason_name(ta_reason reason) {
+  const int32_t raw = raw_enum(reason);
+  if (raw < TA_REASON_NONE || raw >= TA_REASON_COUNT_) return "unknown";
+  return reason_name(static_cast<ta_reason>(raw));
+}
 
-const char* ta_dtype_name(ta_dtype dtype) { return dtype_name(dtype); }
+const char* ta_dtype_name(ta_dtype dtype) { return known_dtype(dtype) ? dtype_name(dtype) : "unknown"; }
 
-size_t ta_dtype_size(ta_dtype dtype) { return dtype_size(dtype); }
+size_t ta_dtype_size(ta_dtype dtype) { return known_dtype(dtype) ? dtype_size(dtype) : 0; }
 
 const char* ta_backend_name(ta_backend backend) {
-  switch (backend) {
+  switch (raw_enum(backend)) {
     case TA_BACKEND_NONE: return "none";
     case TA_BACKEND_CPU: return "cpu";
     case TA_BACKEND_CUDA: return "cuda";
@@ -140,8 +151,9 @@ const char* ta_backend_name(ta_backend backend) {
 }
 
 int ta_backend_available(ta_device_type device) {
-  if (device == TA_DEVICE_CPU) return 1;
-  if (device == TA_DEVICE_CUDA) return ta::cuda::available() ? 1 : 0;
+  const int32_t raw = raw_enum(device);
+  if (raw == TA_DEVICE_CPU) return 1;
+  if (raw == TA_DEVICE_CUDA) return ta::cuda::available() ? 1 : 0;
   return 0;
 }
 
@@ -151,15 +163,17 @@ ta_status ta_tensor_init_contiguous(ta_tensor* t, void* data, ta_dtype dtype, ta
   if (ndim < 1 || ndim > TA_MAX_DIMS) return fail(TA_ERR_INVALID_ARGUMENT, "ndim must be in 1..4");
   std::memset(t, 0, sizeof *t);
   t->data = data;
-  t->dtype = dtype;
-  t->device = device;
+  std::memcpy(&t->dtype, &dtype, sizeof dtype);  // stored as given: check() names a bad value
+  std::memcpy(&t->device, &device, sizeof device);
   t->ndim = ndim;
   int64_t stride = 1;
   for (int i = ndim - 1; i >= 0; --i) {
     if (shape[i] < 0) return fail(TA_ERR_INVALID_ARGUMENT, "negative extent in shape");
     t->shape[i] = shape[i];
     t->strides[i] = stride;
-    stride *= shape[i] > 0 ? shape[i] : 1;
+    if (i > 0 && __builtin_mul_overflow(stride, shape[i] > 0 ? shape[i] : 1, &stride)) {
+      return fail(TA_ERR_INVALID_ARGUMENT, "shape's element count does not fit in 64 bits");
+    }
   }
   clear_error();
   return TA_OK;
@@ -354,9 +368,10 @@ ta_status ta_attention_run(const ta_attention_args* args, const ta_config* confi
 
 ta_status ta_reference_attention(const ta_attention_args* args, const ta_config* config, ta_reference_kind kind) {
   return guarded([&]() -> ta_status {
-    if (kind != TA_REFERENCE_EXACT_ORIGINAL && kind != TA_REFERENCE_EXACT_MODIFIED &&
-        kind != TA_REFERENCE_TAYLOR_QUADRATIC) {
-      return fail(TA_ERR_INVALID_ARGUMENT, "unknown reference kind");
+    const int32_t raw_kind = raw_enum(kind);
+    if (raw_kind != TA_REFERENCE_EXACT_ORIGINAL && raw_kind != TA_REFERENCE_EXACT_MODIFIED &&
+        raw_kind != TA_REFERENCE_TAYLOR_QUADRATIC) {
+      return fail(TA_ERR_INVALID_ARGUMENT, "unknown reference kind " + std::to_string(raw_kind));
     }
     Problem p;
     if (ta_status s = describe_problem(args, config, /*require_data=*/true, &p); s != TA_OK) return s;

@@ -49,7 +49,9 @@ bool output_strides_overlap(const ta_tensor& t) {
   for (int i : order) {
     if (t.shape[i] == 1) continue;
     if (t.strides[i] < span) return true;
-    span = t.strides[i] * t.shape[i];
+    // (shape-1)*stride fits in int64 (check_operand), shape*stride need not for a 1-byte
+    // dtype; saturate: any later dim with extent > 1 would then overflow check_operand.
+    if (__builtin_mul_overflow(t.strides[i], t.shape[i], &span)) span = INT64_MAX;
   }
   return false;
 }
@@ -148,6 +150,9 @@ ta_status describe_problem(const ta_attention_args* args, const ta_config* confi
       if (m.shape[i] <= 0) return invalid("mask.shape[" + std::to_string(i) + "] must be positive");
     }
     if (!known_dtype(m.dtype)) return invalid("mask has an unknown dtype " + std::to_string(raw_enum(m.dtype)));
+    if (raw_enum(m.device) != TA_DEVICE_CPU && raw_enum(m.device) != TA_DEVICE_CUDA) {
+      return invalid("mask has an unknown device type " + std::to_string(raw_enum(m.device)));
+    }
     if (require_data && m.data == nullptr) return invalid("mask.data is NULL");
     const int64_t last = max_element_offset(m);
     if (last < 0 || last >= INT64_MAX / 8) return invalid("mask: shape x strides overflow 64-bit byte offsets");

@@ -79,7 +79,8 @@ void reference_rows(const Problem& p, const RefSpec& spec, const KeyMask& mask, 
       std::fill(scores.begin(), scores.end(), 0.0);
       for (int64_t c = 0; c < ds; ++c) {
         const double qc = qrow[static_cast<size_t>(c)];
-        const double* krow = &kt[static_cast<size_t>(c * nk)];
+        // kt.data() + offset, not &kt[offset]: with every key masked (nk == 0) kt is empty.
+        const double* krow = kt.data() + c * nk;
         for (int64_t j = 0; j < nk; ++j) scores[static_cast<size_t>(j)] += qc * krow[j];
       }
       if (spec.kernel == RefKernel::Softmax) {

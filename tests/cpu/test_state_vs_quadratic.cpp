@@ -33,7 +33,9 @@ struct Operand {
   Operand(int64_t B, int64_t H, int64_t N, int64_t D, bool strided, double stddev, std::mt19937_64& rng) {
     const int64_t pad = strided ? D + 3 : D;
     data.assign(static_cast<size_t>(B * H * N * pad), std::nan(""));  // padding stays NaN: must never be read
-    std::normal_distribution<double> dist(0.0, stddev);
+    // stddev 0 (outputs, overwritten by the calls) fills zeros: normal_distribution
+    // requires stddev > 0 (libstdc++ asserts it under _GLIBCXX_ASSERTIONS).
+    std::normal_distribution<double> dist(0.0, stddev > 0 ? stddev : 1.0);
     t.data = data.data();
     t.dtype = TA_DTYPE_F64;
     t.device = TA_DEVICE_CPU;
@@ -48,7 +50,8 @@ struct Operand {
       for (int64_t h = 0; h < H; ++h)
         for (int64_t n = 0; n < N; ++n)
           for (int64_t c = 0; c < D; ++c)
-            data[static_cast<size_t>(b * t.strides[0] + h * t.strides[1] + n * t.strides[2] + c)] = dist(rng);
+            data[static_cast<size_t>(b * t.strides[0] + h * t.strides[1] + n * t.strides[2] + c)] =
+                stddev > 0 ? dist(rng) : 0.0;
   }
 };
 
