@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "config_flags.h"
+
 namespace ta_cli {
 
 int report_error(const std::string &program, const std::string &message, int code) {
@@ -108,6 +110,13 @@ void Progress::note(const std::string &message) const {
 
 void add_quiet_option(CommandLine &cl) {
   cl.option("quiet", ArgType::Switch, "", "no progress lines on stderr");
+}
+
+void add_workload_tail_options(CommandLine &cl, const char *seed_help, const char *json_what) {
+  cl.option("seed", ArgType::Int, "N", seed_help).defaults("0").range(0, INT64_MAX);
+  add_config_options(cl, {"threads"});
+  cl.option("json", ArgType::Switch, "", std::string("print JSON instead of ") + json_what);
+  add_quiet_option(cl);
 }
 
 std::string library_banner() {

@@ -62,6 +62,10 @@ class Progress {
 // Adds the --quiet switch that silences Progress.
 void add_quiet_option(CommandLine &cl);
 
+// The options every synthetic-workload command (check, bench, demo) ends with: --seed
+// (described by seed_help), --threads, --json ("print JSON instead of <what>") and --quiet.
+void add_workload_tail_options(CommandLine &cl, const char *seed_help, const char *json_what);
+
 // The one-line fact sheet used in text reports: "taylor-attention 0.1.0 (ABI 1), cpu backend".
 std::string library_banner();
 

@@ -88,12 +88,7 @@ CommandLine make_bench_command_line() {
   cl.option("device", ArgType::Choice, "cpu|cuda", "where to run (cuda: device 0)")
       .defaults("cpu")
       .one_of({"cpu", "cuda"});
-  cl.option("seed", ArgType::Int, "N", "seed of the synthetic inputs")
-      .defaults("0")
-      .range(0, INT64_MAX);
-  add_config_options(cl, {"threads"});
-  cl.option("json", ArgType::Switch, "", "print JSON instead of a table");
-  add_quiet_option(cl);
+  add_workload_tail_options(cl, "seed of the synthetic inputs", "a table");
   cl.set_epilog(
       "FLOPs: Taylor 4 * R * (dv/G + 1) * N * G * H * B; exact 4 * N^2 * d * H * B.\n"
       "cpu: host wall clock; the exact baseline is the library's fp64 reference (no warm-up:\n"

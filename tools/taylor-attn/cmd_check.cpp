@@ -40,12 +40,7 @@ CommandLine make_check_command_line() {
             "gaussian q, k; or aligned: q = k + noise (peaky)")
       .defaults("gaussian")
       .one_of({"gaussian", "aligned"});
-  cl.option("seed", ArgType::Int, "N", "seed of the synthetic inputs")
-      .defaults("0")
-      .range(0, INT64_MAX);
-  add_config_options(cl, {"threads"});
-  cl.option("json", ArgType::Switch, "", "print JSON instead of a table");
-  add_quiet_option(cl);
+  add_workload_tail_options(cl, "seed of the synthetic inputs", "a table");
   cl.set_epilog(
       "Columns: 'vs original' is the error against exact attention of the original call (what\n"
       "the user gets instead of exact attention); 'truncation' is the error against exact\n"

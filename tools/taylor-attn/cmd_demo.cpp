@@ -68,12 +68,7 @@ CommandLine make_demo_command_line() {
   cl.option("iters", ArgType::Int, "N", "timed runs per variant (the median is reported)")
       .defaults("1 on cpu, 5 on cuda after 1 warm-up")
       .range(1, 1000);
-  cl.option("seed", ArgType::Int, "N", "seed of the synthetic content")
-      .defaults("0")
-      .range(0, INT64_MAX);
-  add_config_options(cl, {"threads"});
-  cl.option("json", ArgType::Switch, "", "print JSON instead of text");
-  add_quiet_option(cl);
+  add_workload_tail_options(cl, "seed of the synthetic content", "text");
   cl.set_epilog(
       "The input is synthetic: smooth random content on the 64x64 image grid (low-frequency\n"
       "waves projected to 128 dims plus noise), random text tokens, q and k RMS-normalised.\n"

@@ -84,20 +84,7 @@ bool DeviceAttentionCall::download_out(AttentionCall *host, std::string *error) 
 }
 
 const ta_attention_args *DeviceAttentionCall::prepare() {
-  tq = q.tensor();
-  tk = k.tensor();
-  tv = v.tensor();
-  tout = out.tensor();
-  args.q = &tq;
-  args.k = &tk;
-  args.v = &tv;
-  args.out = &tout;
-  args.mask = nullptr;
-  if (mask) {
-    tmask = mask->tensor();
-    args.mask = &tmask;
-  }
-  return &args;
+  return bind_call_args(*this);
 }
 
 }  // namespace ta_cli

@@ -194,20 +194,7 @@ double measured_score_std(const Qkv &qkv, double scale, int64_t pairs, uint64_t 
 }
 
 const ta_attention_args *AttentionCall::prepare() {
-  tq = q.tensor();
-  tk = k.tensor();
-  tv = v.tensor();
-  tout = out.tensor();
-  args.q = &tq;
-  args.k = &tk;
-  args.v = &tv;
-  args.out = &tout;
-  args.mask = nullptr;
-  if (mask) {
-    tmask = mask->tensor();
-    args.mask = &tmask;
-  }
-  return &args;
+  return bind_call_args(*this);
 }
 
 void load_call(const Qkv &qkv, ta_dtype dtype, AttentionCall *call) {

@@ -78,6 +78,26 @@ struct AttentionCall {
   const ta_attention_args *prepare();
 };
 
+// Points call.args at fresh views of call's arrays; shared by AttentionCall (host arrays)
+// and DeviceAttentionCall (device arrays), whose members have the same names.
+template <class Call>
+const ta_attention_args *bind_call_args(Call &call) {
+  call.tq = call.q.tensor();
+  call.tk = call.k.tensor();
+  call.tv = call.v.tensor();
+  call.tout = call.out.tensor();
+  call.args.q = &call.tq;
+  call.args.k = &call.tk;
+  call.args.v = &call.tv;
+  call.args.out = &call.tout;
+  call.args.mask = nullptr;
+  if (call.mask) {
+    call.tmask = call.mask->tensor();
+    call.args.mask = &call.tmask;
+  }
+  return &call.args;
+}
+
 // Fills call->q/k/v from the workload in `dtype` and allocates out [B,H,N,DV] in `dtype`.
 void load_call(const Qkv &qkv, ta_dtype dtype, AttentionCall *call);
 
