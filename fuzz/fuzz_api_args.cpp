@@ -347,12 +347,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (Block &b : blocks) b.before = b.bytes;
 
   // ---- The arguments ----
-  ta_attention_args args;
+  ta_attention_args args{};
   args.q = f.ConsumeIntegralInRange<int>(0, 31) == 0 ? nullptr : &ts[kQ].t;
   args.k = f.ConsumeIntegralInRange<int>(0, 31) == 0 ? nullptr : &ts[kK].t;
   args.v = f.ConsumeIntegralInRange<int>(0, 31) == 0 ? nullptr : &ts[kV].t;
   args.out = f.ConsumeIntegralInRange<int>(0, 31) == 0 ? nullptr : &ts[kOut].t;
   args.mask = has_mask ? &ts[kMask].t : nullptr;
+  // Sometimes a token layout and a window: counts and extents at and beyond their ranges.
+  ta_token_layout layout{};
+  if (f.ConsumeIntegralInRange<int>(0, 3) == 0) {
+    layout.text_tokens = f.ConsumeIntegralInRange<int64_t>(-2, 10);
+    layout.num_grids = f.ConsumeIntegralInRange<int32_t>(-1, TA_MAX_GRIDS + 1);
+    for (int g = 0; g < TA_MAX_GRIDS; ++g) {
+      layout.grid_height[g] = f.ConsumeIntegralInRange<int64_t>(-1, 4);
+      layout.grid_width[g] = f.ConsumeIntegralInRange<int64_t>(-1, 4);
+    }
+    if (f.ConsumeIntegralInRange<int>(0, 15) == 0) layout.grid_height[0] = INT64_MAX;
+    args.layout = &layout;
+    c.window_radius = f.ConsumeIntegralInRange<int32_t>(-1, 3);
+    c.window_text_keys = f.ConsumeBool();
+    c.window_text_queries = f.ConsumeBool();
+  }
   const bool null_args = f.ConsumeIntegralInRange<int>(0, 63) == 0;
   const ta_attention_args *a = null_args ? nullptr : &args;
   auto reads_ok = [&](const ta_tensor *p, Role r) { return p == nullptr || ts[r].backed; };

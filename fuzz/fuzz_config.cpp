@@ -104,7 +104,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     });
   }
   const std::vector<unsigned char> q0 = q.bytes, k0 = k.bytes, v0 = v.bytes, m0 = mask.bytes;
-  ta_attention_args args{&q.t, &k.t, &v.t, has_mask ? &mask.t : nullptr, &out.t};
+  // A layout that fits Nq: text tokens then one 1-row grid (or none when Nq != Nk).
+  ta_token_layout layout{};
+  layout.text_tokens = f.ConsumeIntegralInRange<int64_t>(0, Nq);
+  layout.num_grids = layout.text_tokens < Nq ? 1 : 0;
+  layout.grid_height[0] = 1;
+  layout.grid_width[0] = Nq - layout.text_tokens;
+  const bool with_layout = Nq == Nk && f.ConsumeBool();
+  ta_attention_args args{&q.t, &k.t, &v.t, has_mask ? &mask.t : nullptr, &out.t, with_layout ? &layout : nullptr};
 
   // ---- The config: each field at or beyond its range, or the default ----
   ta_config c;
@@ -136,6 +143,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   maybe(&c.quality_check_samples, [&] { return pick_field32(f, 0, 16); });
   maybe(&c.seed, [&] { return f.ConsumeIntegral<uint64_t>(); });
   maybe(&c.num_threads, [&] { return pick_field32(f, 0, 4); });
+  maybe(&c.window_radius, [&] { return pick_field32(f, 0, 3); });
+  maybe(&c.window_text_keys, [&] { return pick_field32(f, 0, 1); });
+  maybe(&c.window_text_queries, [&] { return pick_field32(f, 0, 1); });
 
   // ---- validate is the gate ----
   const ta_status vs = ta_config_validate(&c);

@@ -45,7 +45,7 @@ extern "C" {
 #define TA_VERSION_MINOR 1
 #define TA_VERSION_PATCH 0
 /* Bumped whenever a struct below changes layout or a function changes meaning. */
-#define TA_ABI_VERSION 1
+#define TA_ABI_VERSION 2
 #define TA_VERSION_NUMBER (TA_VERSION_MAJOR * 10000 + TA_VERSION_MINOR * 100 + TA_VERSION_PATCH)
 
 /* Runtime version of the loaded library, as TA_VERSION_NUMBER. */
@@ -97,7 +97,11 @@ typedef enum ta_reason {
   TA_REASON_DENOMINATOR_INVALID = 12,     /* a denominator is NaN or Inf */
   TA_REASON_NON_FINITE_OUTPUT = 13,       /* an output element is NaN or Inf */
   TA_REASON_OUT_OF_MEMORY = 14,           /* workspace too small or allocation failed */
-  TA_REASON_COUNT_ = 15
+  /* Window notes: config.window_radius > 0 but the local-exact hybrid could not apply,
+   * so the call ran plain Taylor attention (ta_stats.window_reason; never a fallback). */
+  TA_REASON_WINDOW_NO_LAYOUT = 15,        /* args.layout is NULL */
+  TA_REASON_WINDOW_CROSS_ATTENTION = 16,  /* Nq != Nk: query and key layouts differ */
+  TA_REASON_COUNT_ = 17
 } ta_reason;
 
 /* Stable snake_case name ("below_min_tokens", ...); "unknown" out of range. */
@@ -139,6 +143,18 @@ TA_API ta_status ta_tensor_init_contiguous(ta_tensor *t, void *data, ta_dtype dt
                                            ta_device_type device, int32_t ndim,
                                            const int64_t *shape);
 
+/* Token layout of a call, for the local-exact hybrid (config.window_radius > 0):
+ * text_tokens leading non-grid tokens (Flux: the text), then num_grids row-major image
+ * grids of grid_height[g] x grid_width[g] tokens each (Flux: the latent, then any
+ * reference latents). text_tokens + sum(h*w) must equal Nq = Nk. */
+#define TA_MAX_GRIDS 8
+typedef struct ta_token_layout {
+  int64_t text_tokens;
+  int32_t num_grids; /* 0..TA_MAX_GRIDS */
+  int64_t grid_height[TA_MAX_GRIDS];
+  int64_t grid_width[TA_MAX_GRIDS];
+} ta_token_layout;
+
 /* One attention call. q [B,H,Nq,d], k [B,H,Nk,d], v [B,H,Nk,dv], out [B,H,Nq,dv]
  * (out in the input dtype, on the same device). mask is optional (NULL):
  *   bool (nonzero = attend) or additive float (0 = attend, <= -1e4 or -inf = block),
@@ -151,6 +167,7 @@ typedef struct ta_attention_args {
   const ta_tensor *v;
   const ta_tensor *mask; /* optional */
   const ta_tensor *out;  /* written by ta_attention_run; data must not overlap q, k, v */
+  const ta_token_layout *layout; /* optional (NULL): token layout for the local-exact hybrid */
 } ta_attention_args;
 
 /* ------------------------------------------------------------------ */
@@ -180,6 +197,12 @@ typedef struct ta_config {
   int32_t quality_check_samples;
   uint64_t seed;               /* seeds probe and quality-check sampling (deterministic) */
   int32_t num_threads;         /* CPU worker threads; 0 = all hardware threads */
+  /* Local-exact hybrid (needs args.layout; see docs/math.md "Local-exact hybrid"). For
+   * each query, the keys of its exact set get exp weights, every other key its Taylor
+   * weight, combined with one per-query stabiliser. */
+  int32_t window_radius;       /* Chebyshev radius on the query's own grid; 0 = off (plain Taylor) */
+  int32_t window_text_keys;    /* 1: text keys are in every query's exact set */
+  int32_t window_text_queries; /* 1: text queries are exact over all keys (their rows are exact softmax) */
 } ta_config;
 
 /* Fills the documented defaults (the original node's): enabled=1, P=4, min_tokens=100,
@@ -187,7 +210,7 @@ typedef struct ta_config {
  * block_size_q=32, block_size_k=16, eps=1e-6, fallback_on_negative=1,
  * allow_cross_attention=1, max_head_dim=128, force_fp32=0, early_probe=1,
  * probe_samples=16, denom_fp32=1, quality_check=1, quality_check_samples=16, seed=0,
- * num_threads=0. */
+ * num_threads=0, window_radius=0, window_text_keys=1, window_text_queries=1. */
 TA_API ta_status ta_config_defaults(ta_config *config);
 /* TA_OK when every field is in range, else TA_ERR_INVALID_ARGUMENT naming the field. */
 TA_API ta_status ta_config_validate(const ta_config *config);
@@ -232,6 +255,12 @@ typedef struct ta_stats {
   ta_quality quality_truncation;
   /* Timing in milliseconds (host wall clock on the CPU, CUDA events on the GPU). */
   double time_probe_ms, time_key_pass_ms, time_query_pass_ms, time_quality_ms, time_total_ms;
+  /* Local-exact hybrid. With it active the denominators above are the hybrid ones,
+   * divided by the per-query stabiliser exp(m_i) (m_i = max(0, largest exact score)). */
+  int32_t window_active;       /* 1 when the hybrid ran */
+  ta_reason window_reason;     /* why a requested window did not apply; NONE otherwise */
+  int64_t window_exact_pairs;  /* (query, key) pairs weighted exactly, over batch, heads, slices */
+  double time_window_ms;       /* the exact-set work (CUDA: its own kernel) */
 } ta_stats;
 
 TA_API ta_status ta_stats_init(ta_stats *stats);
@@ -288,13 +317,42 @@ typedef enum ta_reference_kind {
   TA_REFERENCE_EXACT_MODIFIED = 1,
   /* The Taylor function in quadratic form: T_P applied to explicit scores of the
    * modified function. Equals the state form up to rounding. */
-  TA_REFERENCE_TAYLOR_QUADRATIC = 2
+  TA_REFERENCE_TAYLOR_QUADRATIC = 2,
+  /* The local-exact hybrid in quadratic form: explicit scores of the modified function,
+   * exp on each query's exact set (args.layout, config.window_*), T_P elsewhere. Equals
+   * TAYLOR_QUADRATIC when the window does not apply. */
+  TA_REFERENCE_HYBRID_QUADRATIC = 3
 } ta_reference_kind;
 
 /* Writes the reference into args->out, computing in fp64. Guards other than mask
  * validity are ignored; an unsupported mask is TA_ERR_UNSUPPORTED. */
 TA_API ta_status ta_reference_attention(const ta_attention_args *args, const ta_config *config,
                                         ta_reference_kind kind);
+
+/* ------------------------------------------------------------------ */
+/* Synthetic image-like workload (tests, tools, benchmarks)            */
+/* ------------------------------------------------------------------ */
+/* A Flux-like call: spatially smooth random content on each grid (text tokens: random
+ * content), projected per head to q, k, v; RMSNorm on q and k (|q| = |k| = sqrt(d)) times
+ * gain; Flux's 3-axis RoPE (axes 16/56/56 of d=128, scaled to other d; theta 10000; text at
+ * position 0, grid g's token (y, x) at (g, y, x)). Deterministic for a seed on every platform. */
+typedef struct ta_workload_params {
+  uint32_t struct_size;     /* sizeof(ta_workload_params); set by ta_workload_defaults */
+  ta_token_layout layout;   /* tokens N = text + sum of grid sizes */
+  double smoothness;        /* correlation length of the grid content, in tokens (> 0) */
+  double gain;              /* multiplies q and k after RMSNorm (score spread grows with it) */
+  double alignment;         /* 0..1: share of the key projection taken from the query's */
+  int32_t rope;             /* 1: apply RoPE to q and k */
+  uint64_t seed;
+} ta_workload_params;
+
+/* Defaults: 256 text tokens + one 64x64 grid, smoothness 8, gain 1, alignment 0.5,
+ * rope 1, seed 0 (documented in docs/math.md with the score spread they give). */
+TA_API ta_status ta_workload_defaults(ta_workload_params *params);
+/* Fills CPU tensors q, k [B,H,N,d] and v [B,H,N,dv] (f16/bf16/f32/f64, any strides, d
+ * even when rope is on). Each (batch, head) gets its own projections. */
+TA_API ta_status ta_workload_generate(const ta_workload_params *params, const ta_tensor *q,
+                                      const ta_tensor *k, const ta_tensor *v);
 
 /* ------------------------------------------------------------------ */
 /* Facts and build information                                         */

@@ -51,6 +51,7 @@ void fill_shape_stats(const Problem& p, ta_stats* stats) {
   stats->slice_dim = static_cast<int32_t>(p.ds);
   stats->slice_value_dim = static_cast<int32_t>(p.dvs);
   stats->feature_dim = p.R;
+  stats->window_reason = p.window.reason;
 }
 
 ta_status declined(ta_stats* stats, ta_reason reason, const std::string& detail) {
@@ -205,6 +206,9 @@ ta_status ta_config_defaults(ta_config* c) {
   c->quality_check_samples = 16;
   c->seed = 0;
   c->num_threads = 0;
+  c->window_radius = 0;
+  c->window_text_keys = 1;
+  c->window_text_queries = 1;
   clear_error();
   return TA_OK;
 }
@@ -370,7 +374,7 @@ ta_status ta_reference_attention(const ta_attention_args* args, const ta_config*
   return guarded([&]() -> ta_status {
     const int32_t raw_kind = raw_enum(kind);
     if (raw_kind != TA_REFERENCE_EXACT_ORIGINAL && raw_kind != TA_REFERENCE_EXACT_MODIFIED &&
-        raw_kind != TA_REFERENCE_TAYLOR_QUADRATIC) {
+        raw_kind != TA_REFERENCE_TAYLOR_QUADRATIC && raw_kind != TA_REFERENCE_HYBRID_QUADRATIC) {
       return fail(TA_ERR_INVALID_ARGUMENT, "unknown reference kind " + std::to_string(raw_kind));
     }
     Problem p;

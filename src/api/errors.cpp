@@ -50,6 +50,8 @@ const char* reason_name(ta_reason reason) {
       "denominator_invalid",
       "non_finite_output",
       "out_of_memory",
+      "window_no_layout",
+      "window_cross_attention",
   };
   const int i = static_cast<int>(reason);
   if (i < 0 || i >= TA_REASON_COUNT_) return "unknown";

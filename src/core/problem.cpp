@@ -104,6 +104,7 @@ ta_status validate_config(const ta_config* c) {
   if (c->probe_samples < 0) return invalid("config.probe_samples must be >= 0");
   if (c->quality_check_samples < 0) return invalid("config.quality_check_samples must be >= 0");
   if (c->num_threads < 0) return invalid("config.num_threads must be >= 0 (0 = all hardware threads)");
+  if (c->window_radius < 0) return invalid("config.window_radius must be >= 0 (0 = off)");
   return TA_OK;
 }
 
@@ -157,6 +158,12 @@ ta_status describe_problem(const ta_attention_args* args, const ta_config* confi
     const int64_t last = max_element_offset(m);
     if (last < 0 || last >= INT64_MAX / 8) return invalid("mask: shape x strides overflow 64-bit byte offsets");
   }
+  if (args->layout != nullptr) {
+    // A layout describes self-attention tokens; with Nq != Nk only its structure is checked
+    // (the window then does not apply, with a named reason).
+    const int64_t tokens = q.shape[2] == k.shape[2] ? q.shape[2] : -1;
+    if (ta_status s = validate_layout(*args->layout, tokens); s != TA_OK) return s;
+  }
 
   p->q = args->q;
   p->k = args->k;
@@ -180,6 +187,7 @@ ta_status describe_problem(const ta_attention_args* args, const ta_config* confi
   p->slice_scale = p->base_scale * std::sqrt(static_cast<double>(p->G)) * config->scale_mul;
   const auto R = divides ? feature_dim(p->ds, config->P) : std::nullopt;
   p->R = R ? *R : -1;
+  p->window = make_window(args->layout, *config, p->Nq, p->Nk);
   clear_error();
   return TA_OK;
 }

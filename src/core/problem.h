@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/mask.h"
+#include "core/window.h"
 #include "taylor_attention/taylor_attention.h"
 
 namespace ta {
@@ -26,6 +27,7 @@ struct Problem {
   double slice_scale = 0;    // base_scale * sqrt(G) * scale_mul: the modified function's
   int64_t R = -1;            // features per slice; -1 when it overflows int64
   int32_t P = 0;
+  Window window;             // the local-exact hybrid (inactive unless asked for and applicable)
 };
 
 // Checks the arguments and the config and fills *problem. Returns TA_OK or an error

@@ -28,6 +28,25 @@ void load_slice(const ta_tensor& t, int64_t b, int64_t h, int64_t n, int64_t c0,
   }
 }
 
+// Turns scores into the hybrid's explicit weights for query i: exp(s - m) on the exact
+// set, T_P(s) exp(-m) elsewhere, with m = max(0, largest exact score).
+void hybrid_weights(const Window& w, int64_t i, int64_t Nk, const std::vector<int64_t>& slot, int32_t P,
+                    std::vector<char>* exact, std::vector<double>* scores) {
+  double m = 0;
+  w.for_each_exact_key(i, Nk, [&](int64_t j) {
+    const int64_t jj = slot[static_cast<size_t>(j)];
+    if (jj < 0) return;
+    (*exact)[static_cast<size_t>(jj)] = 1;
+    m = std::max(m, (*scores)[static_cast<size_t>(jj)]);
+  });
+  const double em = std::exp(-m);
+  for (size_t jj = 0; jj < scores->size(); ++jj) {
+    double& s = (*scores)[jj];
+    s = (*exact)[jj] ? std::exp(s - m) : taylor_exp(s, P) * em;
+    (*exact)[jj] = 0;
+  }
+}
+
 }  // namespace
 
 RefSpec reference_spec(const Problem& p, const ta_config& c, ta_reference_kind kind) {
@@ -42,7 +61,8 @@ RefSpec reference_spec(const Problem& p, const ta_config& c, ta_reference_kind k
     s.G = p.G;
     s.normalize = c.qk_normalize != 0;
     s.scale = p.slice_scale;
-    s.kernel = kind == TA_REFERENCE_TAYLOR_QUADRATIC ? RefKernel::Taylor : RefKernel::Softmax;
+    s.kernel = kind == TA_REFERENCE_EXACT_MODIFIED ? RefKernel::Softmax : RefKernel::Taylor;
+    if (kind == TA_REFERENCE_HYBRID_QUADRATIC && p.window.active) s.kernel = RefKernel::Hybrid;
     s.P = c.P;
   }
   return s;
@@ -68,6 +88,14 @@ void reference_rows(const Problem& p, const RefSpec& spec, const KeyMask& mask, 
   std::vector<double> qrow(static_cast<size_t>(ds));
   std::vector<double> scores(static_cast<size_t>(nk));
   std::vector<double> acc(static_cast<size_t>(dvs));
+  // Position of key j in `kept`, -1 when masked (hybrid only).
+  std::vector<int64_t> slot;
+  std::vector<char> exact;
+  if (spec.kernel == RefKernel::Hybrid) {
+    slot.assign(static_cast<size_t>(p.Nk), -1);
+    for (int64_t jj = 0; jj < nk; ++jj) slot[static_cast<size_t>(kept[static_cast<size_t>(jj)])] = jj;
+    exact.assign(static_cast<size_t>(nk), 0);
+  }
   for (int32_t g = 0; g < spec.G; ++g) {
     for (int64_t jj = 0; jj < nk; ++jj) {
       load_slice(*p.k, b, h, kept[static_cast<size_t>(jj)], g * ds, ds, spec.normalize, spec.eps, tmp.data());
@@ -87,8 +115,10 @@ void reference_rows(const Problem& p, const RefSpec& spec, const KeyMask& mask, 
         double m = -std::numeric_limits<double>::infinity();
         for (double s : scores) m = std::max(m, s);
         for (double& s : scores) s = std::exp(s - m);
-      } else {
+      } else if (spec.kernel == RefKernel::Taylor) {
         for (double& s : scores) s = taylor_exp(s, spec.P);
+      } else {
+        hybrid_weights(p.window, rows[r], p.Nk, slot, spec.P, &exact, &scores);
       }
       double den = 0;
       std::fill(acc.begin(), acc.end(), 0.0);

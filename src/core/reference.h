@@ -11,7 +11,8 @@
 
 namespace ta {
 
-enum class RefKernel { Softmax, Taylor };
+// Hybrid: exp on each query's exact set (Problem::window), T_P elsewhere (see window.h).
+enum class RefKernel { Softmax, Taylor, Hybrid };
 
 // What a reference computes: G slices (1 = full head), optional L2 normalisation of
 // q and k slice vectors, the score scale per slice, and the kernel applied to scores.

@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/features.h"
 #include "core/parallel.h"
+#include "core/reference.h"
 #include "core/sampling.h"
 
 namespace ta::cpu {
@@ -108,7 +109,8 @@ struct UnitStats {
   int64_t den_count = 0, le_eps = 0, non_finite = 0;
   double probe_min = std::numeric_limits<double>::infinity();
   ta_reason reason = TA_REASON_NONE;
-  double key_ms = 0, query_ms = 0;
+  double key_ms = 0, query_ms = 0, window_ms = 0;
+  int64_t exact_pairs = 0;
 };
 
 // S[r, :] += sum_t F[r, t] V[t, :] and z[r] += sum_t F[r, t] for one key block.
@@ -214,7 +216,8 @@ class UnitRunner {
       for (int64_t t = 0; t < T; ++t) {
         A den = 0;
         for (int64_t r = 0; r < p_.R; ++r) den += buf_.F[r * blk_.bmax + t] * buf_.z[r];
-        const double d = static_cast<double>(den);
+        double d = static_cast<double>(den);
+        if (p_.window.active) apply_window(rows[start + static_cast<size_t>(t)], t, nullptr, &d, nullptr);
         st->probe_min = std::min(st->probe_min, d);
         note_reason(st, denominator_reason(d));
       }
@@ -244,13 +247,19 @@ class UnitRunner {
       dispatch_apply(p_.dvs, buf_.F, blk_.bmax, p_.R, T, buf_.S, buf_.z, buf_.acc, buf_.den);
       for (int64_t t = 0; t < T; ++t) {
         double den = static_cast<double>(buf_.den[t]);
+        const A* at = buf_.acc + t * p_.dvs;
+        if (p_.window.active) {
+          const auto tw = Clock::now();
+          apply_window(start + t, t, buf_.acc + t * p_.dvs, &den, st);
+          at = win_acc_.data();
+          st->window_ms += ms_since(tw);
+        }
         record_denominator(st, den);
         const ta_reason why = denominator_reason(den);
         note_reason(st, why);
         if (den <= c_.eps && std::isfinite(den)) den = c_.eps;  // clamp (fallback_on_negative = 0)
         const int64_t base = b_ * o.strides[0] + h_ * o.strides[1] + (start + t) * o.strides[2] +
                              g_ * p_.dvs * o.strides[3];
-        const A* at = buf_.acc + t * p_.dvs;
         for (int64_t col = 0; col < p_.dvs; ++col) {
           const int64_t off = base + col * o.strides[3];
           store_from_double(o.data, off, o.dtype, static_cast<double>(at[col]) / den);
@@ -263,6 +272,52 @@ class UnitRunner {
   }
 
  private:
+  // The local-exact hybrid for query `row`, whose prepared vector is column t of xT:
+  // turns the Taylor numerator acc (NULL in the probe) and denominator *den over all keys
+  // into the hybrid's (window.h). The numerator goes to win_acc_ (dvs values).
+  void apply_window(int64_t row, int64_t t, const A* acc, double* den, UnitStats* st) {
+    win_keys_.clear();
+    win_scores_.clear();
+    double m = 0;
+    p_.window.for_each_exact_key(row, p_.Nk, [&](int64_t j) {
+      if (!mask_.attends(b_, j)) return;
+      load_row(*p_.k, j, k_mul_, tmp_.data());
+      double s = 0;
+      for (int64_t c = 0; c < p_.ds; ++c) s += static_cast<double>(buf_.xT[c * blk_.bmax + t]) * tmp_[static_cast<size_t>(c)];
+      win_keys_.push_back(j);
+      win_scores_.push_back(s);
+      m = std::max(m, s);
+    });
+    if (st) st->exact_pairs += static_cast<int64_t>(win_keys_.size());
+    // Rows whose exact set is every key have no Taylor part (no cancellation to risk).
+    const bool taylor_part = !p_.window.row_all_exact(row);
+    const double em = std::exp(-m);
+    double d_taylor = taylor_part ? *den : 0, d_exact = 0;
+    if (acc) {
+      for (int64_t c = 0; c < p_.dvs; ++c) win_num_[static_cast<size_t>(c)] = taylor_part ? static_cast<double>(acc[c]) : 0;
+      std::fill(win_exact_.begin(), win_exact_.end(), 0.0);
+    }
+    for (size_t n = 0; n < win_keys_.size(); ++n) {
+      const double s = win_scores_[n];
+      const double tw = taylor_part ? taylor_exp(s, p_.P) : 0, ew = std::exp(s - m);
+      d_taylor -= tw;
+      d_exact += ew;
+      if (!acc) continue;
+      load_value_row(win_keys_[n], vrow_.data());
+      for (int64_t c = 0; c < p_.dvs; ++c) {
+        const double vc = vrow_[static_cast<size_t>(c)];
+        win_num_[static_cast<size_t>(c)] -= tw * vc;
+        win_exact_[static_cast<size_t>(c)] += ew * vc;
+      }
+    }
+    *den = em * d_taylor + d_exact;
+    if (!acc) return;
+    for (int64_t c = 0; c < p_.dvs; ++c) {
+      const auto cc = static_cast<size_t>(c);
+      win_acc_[cc] = static_cast<A>(em * win_num_[cc] + win_exact_[cc]);
+    }
+  }
+
   ta_reason denominator_reason(double den) const {
     if (!std::isfinite(den)) return TA_REASON_DENOMINATOR_INVALID;
     if (den <= c_.eps && c_.fallback_on_negative) return TA_REASON_DENOMINATOR_TOO_SMALL;
@@ -313,23 +368,33 @@ class UnitRunner {
     }
   }
 
-  // xT[c * bmax + t] = mul * x'_c of token rows[t], x' the (optionally normalised) slice.
+  // dst[c] = mul * x'_c of token n, x' the (optionally normalised) slice, in double.
+  void load_row(const ta_tensor& x, int64_t n, double mul, double* dst) const {
+    const int64_t row = b_ * x.strides[0] + h_ * x.strides[1] + g_ * p_.ds * x.strides[3] + n * x.strides[2];
+    double sq = 0;
+    for (int64_t col = 0; col < p_.ds; ++col) {
+      const double val = load_as_double(x.data, row + col * x.strides[3], x.dtype);
+      dst[col] = val;
+      sq += val * val;
+    }
+    const double scale = c_.qk_normalize ? mul / (std::sqrt(sq) + c_.eps) : mul;
+    for (int64_t col = 0; col < p_.ds; ++col) dst[col] *= scale;
+  }
+
+  // xT[c * bmax + t] = load_row(x, rows[t], mul)[c], rounded to the accumulation type.
   void load_block(const ta_tensor& x, const int64_t* rows, int64_t T, double mul) {
-    const int64_t c0 = g_ * p_.ds;
-    const int64_t base = b_ * x.strides[0] + h_ * x.strides[1] + c0 * x.strides[3];
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t row = base + rows[t] * x.strides[2];
-      double sq = 0;
+      load_row(x, rows[t], mul, tmp_.data());
       for (int64_t col = 0; col < p_.ds; ++col) {
-        const double val = load_as_double(x.data, row + col * x.strides[3], x.dtype);
-        tmp_[static_cast<size_t>(col)] = val;
-        sq += val * val;
-      }
-      const double scale = c_.qk_normalize ? mul / (std::sqrt(sq) + c_.eps) : mul;
-      for (int64_t col = 0; col < p_.ds; ++col) {
-        buf_.xT[col * blk_.bmax + t] = static_cast<A>(tmp_[static_cast<size_t>(col)] * scale);
+        buf_.xT[col * blk_.bmax + t] = static_cast<A>(tmp_[static_cast<size_t>(col)]);
       }
     }
+  }
+
+  void load_value_row(int64_t n, double* dst) const {
+    const ta_tensor& v = *p_.v;
+    const int64_t row = b_ * v.strides[0] + h_ * v.strides[1] + g_ * p_.dvs * v.strides[3] + n * v.strides[2];
+    for (int64_t col = 0; col < p_.dvs; ++col) dst[col] = load_as_double(v.data, row + col * v.strides[3], v.dtype);
   }
 
   void load_values(const int64_t* rows, int64_t T) {
@@ -350,6 +415,13 @@ class UnitRunner {
   Blocks blk_;
   WorkerBuffers<A> buf_;
   std::vector<double> tmp_ = std::vector<double>(static_cast<size_t>(p_.ds));
+  // Hybrid scratch (small: one query's exact set and one value row at a time).
+  std::vector<int64_t> win_keys_;
+  std::vector<double> win_scores_;
+  std::vector<double> vrow_ = std::vector<double>(static_cast<size_t>(p_.dvs));
+  std::vector<double> win_num_ = std::vector<double>(static_cast<size_t>(p_.dvs));
+  std::vector<double> win_exact_ = std::vector<double>(static_cast<size_t>(p_.dvs));
+  std::vector<A> win_acc_ = std::vector<A>(static_cast<size_t>(p_.dvs));
   double q_mul_ = 1, k_mul_ = 1;
   int64_t b_ = 0, h_ = 0, g_ = 0;
 };
@@ -423,6 +495,8 @@ ta_status run_typed(const Problem& p, const ta_config& c, const KeyMask& mask, u
     total.non_finite += u.non_finite;
     key_ms += u.key_ms;
     query_ms += u.query_ms;
+    total.window_ms += u.window_ms;
+    total.exact_pairs += u.exact_pairs;
   }
   if (stats) {
     stats->denom_count = total.den_count;
@@ -437,6 +511,10 @@ ta_status run_typed(const Problem& p, const ta_config& c, const KeyMask& mask, u
     const double busy = key_ms + query_ms;
     stats->time_key_pass_ms = busy > 0 ? passes_ms * key_ms / busy : 0;
     stats->time_query_pass_ms = busy > 0 ? passes_ms * query_ms / busy : 0;
+    // The window's share of the query pass, scaled the same way.
+    stats->time_window_ms = busy > 0 ? passes_ms * total.window_ms / busy : 0;
+    stats->window_active = p.window.active ? 1 : 0;
+    stats->window_exact_pairs = total.exact_pairs;
   }
   if (const ta_reason why = first_reason(); why != TA_REASON_NONE) {
     *reason = why;

@@ -49,7 +49,9 @@ TEST(Info, ReasonNamesStable) {
                          "denominator_too_small",
                          "denominator_invalid",
                          "non_finite_output",
-                         "out_of_memory"};
+                         "out_of_memory",
+                         "window_no_layout",
+                         "window_cross_attention"};
   static_assert(sizeof(names) / sizeof(names[0]) == TA_REASON_COUNT_);
   for (int r = 0; r < TA_REASON_COUNT_; ++r) {
     ASSERT_NE(ta_reason_name(static_cast<ta_reason>(r)), nullptr);

@@ -58,14 +58,16 @@ struct Problem {
   TestTensor q, k, v, out;
   std::optional<TestTensor> mask;
   std::vector<uint8_t> keep;  // [B*Nk] keys the mask keeps (empty: all)
+  std::optional<ta_token_layout> layout;  // args.layout when set
 
   ta_attention_args args() const {
-    ta_attention_args a;
+    ta_attention_args a{};
     a.q = q.ptr();
     a.k = k.ptr();
     a.v = v.ptr();
     a.mask = mask ? mask->ptr() : nullptr;
     a.out = out.ptr();
+    a.layout = layout ? &*layout : nullptr;
     return a;
   }
 };

@@ -7,6 +7,9 @@
 //   q', k' = x / (||x|| + eps) per slice vector when normalize
 //   s_ij = c q'_i.k'_j,  w_ij = T_P(s_ij) = sum_{p<P} s^p/p!   (or exp for the exact kinds)
 //   out_i = sum_j w_ij v_j / sum_j w_ij over kept keys j; den_i = sum_j w_ij
+//   Hybrid: w_ij = exp(s_ij - m_i) when j is in query i's exact set, T_P(s_ij) exp(-m_i)
+//   otherwise, m_i = max(0, max exact s_ij); membership is a predicate on the tokens'
+//   positions (RefWindow::exact), not an enumeration like the library's.
 #ifndef TA_TESTS_COMMON_TA_TEST_REFERENCE_H_
 #define TA_TESTS_COMMON_TA_TEST_REFERENCE_H_
 
@@ -14,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace tatest {
@@ -21,7 +25,41 @@ namespace tatest {
 enum class RefKind {
   Taylor,         // T_P weights on the modified function's scores
   ExactModified,  // softmax on the modified function's scores (slices, normalize, scale_mul)
-  ExactOriginal   // softmax of the original call: full head, base scale, nothing else
+  ExactOriginal,  // softmax of the original call: full head, base scale, nothing else
+  Hybrid          // exp on each query's exact set (RefParams::window), T_P elsewhere
+};
+
+// The local-exact window: text tokens first, then row-major grids.
+struct RefWindow {
+  int64_t text = 0;
+  std::vector<std::pair<int64_t, int64_t>> grids;  // (height, width)
+  int64_t radius = 0;
+  bool text_keys = true, text_queries = true;
+
+  // grid index (-1: text), row and column of token n.
+  void locate(int64_t n, int64_t *g, int64_t *y, int64_t *x) const {
+    *g = -1;
+    if (n < text) return;
+    int64_t start = text;
+    for (size_t gi = 0; gi < grids.size(); ++gi) {
+      const int64_t size = grids[gi].first * grids[gi].second;
+      if (n < start + size) {
+        *g = static_cast<int64_t>(gi);
+        *y = (n - start) / grids[gi].second;
+        *x = (n - start) % grids[gi].second;
+        return;
+      }
+      start += size;
+    }
+  }
+  bool exact(int64_t i, int64_t j) const {
+    int64_t gi = -1, yi = 0, xi = 0, gj = -1, yj = 0, xj = 0;
+    locate(i, &gi, &yi, &xi);
+    locate(j, &gj, &yj, &xj);
+    if (gi < 0) return text_queries || (text_keys && gj < 0);
+    if (gj < 0) return text_keys;
+    return gi == gj && std::llabs(yi - yj) <= radius && std::llabs(xi - xj) <= radius;
+  }
 };
 
 struct RefParams {
@@ -32,6 +70,7 @@ struct RefParams {
   double scale = 0.0;  // 0: d^-1/2
   double eps = 1e-6;
   bool clamp = false;  // den = max(den, eps) (fallback_on_negative == 0)
+  RefWindow window;    // RefKind::Hybrid only
 };
 
 // Dense row-major inputs, all as double.
@@ -121,16 +160,30 @@ inline RefOutput reference_attention(const RefInput &in, const RefParams &prm, R
             wabs[static_cast<size_t>(j)] = taylor_poly(std::fabs(c) * adot, prm.P);
             smax = std::max(smax, c * dot);
           }
+          // Hybrid: the stabiliser is the largest exact score (at least 0).
+          double hm = 0.0;
+          if (kind == RefKind::Hybrid) {
+            for (int64_t j = 0; j < in.Nk; ++j) {
+              if (in.keep && !in.keep[b * in.Nk + j]) continue;
+              if (prm.window.exact(i, j)) hm = std::max(hm, w[static_cast<size_t>(j)]);
+            }
+          }
           double den = 0.0, aden = 0.0;
           for (int64_t j = 0; j < in.Nk; ++j) {
             if (in.keep && !in.keep[b * in.Nk + j]) continue;
             double &wj = w[static_cast<size_t>(j)];
-            wj = kind == RefKind::Taylor ? taylor_poly(wj, prm.P) : std::exp(wj - smax);
+            if (kind == RefKind::Hybrid) {
+              wj = prm.window.exact(i, j) ? std::exp(wj - hm) : taylor_poly(wj, prm.P) * std::exp(-hm);
+              wabs[static_cast<size_t>(j)] *= std::exp(-hm);
+            } else {
+              wj = kind == RefKind::Taylor ? taylor_poly(wj, prm.P) : std::exp(wj - smax);
+            }
             den += wj;
             aden += wabs[static_cast<size_t>(j)];
           }
           r.den[static_cast<size_t>(((b * in.H + h) * G + g) * in.Nq + i)] = den;
-          const double den_used = (kind == RefKind::Taylor && prm.clamp) ? std::max(den, prm.eps) : den;
+          const bool taylor_like = kind == RefKind::Taylor || kind == RefKind::Hybrid;
+          const double den_used = (taylor_like && prm.clamp) ? std::max(den, prm.eps) : den;
           double *o = &r.out[static_cast<size_t>(((b * in.H + h) * in.Nq + i) * in.dv + g * dvs)];
           double *es = &r.err_scale[static_cast<size_t>(((b * in.H + h) * in.Nq + i) * in.dv + g * dvs)];
           for (int64_t e = 0; e < dvs; ++e) {

@@ -79,7 +79,7 @@ LibraryEstimate library_estimate(const CostModel &m, int64_t heads, int64_t toke
   ta_tensor_init_contiguous(&k, nullptr, TA_DTYPE_F32, TA_DEVICE_CPU, 4, qk_shape);
   ta_tensor_init_contiguous(&v, nullptr, TA_DTYPE_F32, TA_DEVICE_CPU, 4, v_shape);
   ta_tensor_init_contiguous(&out, nullptr, TA_DTYPE_F32, TA_DEVICE_CPU, 4, v_shape);
-  ta_attention_args args{&q, &k, &v, nullptr, &out};
+  ta_attention_args args{&q, &k, &v, nullptr, &out, nullptr};
   ta_status st = ta_attention_memory_estimate(&args, &config, &result.estimate);
   if (st != TA_OK) {
     result.error = library_error("ta_attention_memory_estimate", st);
