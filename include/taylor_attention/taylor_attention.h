@@ -346,8 +346,9 @@ typedef struct ta_workload_params {
   uint64_t seed;
 } ta_workload_params;
 
-/* Defaults: 256 text tokens + one 64x64 grid, smoothness 8, gain 1, alignment 0.5,
- * rope 1, seed 0 (documented in docs/math.md with the score spread they give). */
+/* Defaults: 256 text tokens + one 64x64 grid, smoothness 3, gain 1, alignment 0.7,
+ * rope 1, seed 0: a score spread of 1.4 and a plain P=3 error of 0.75, matching the
+ * Flux-like workload of MATH.md section 6 (docs/math.md has the calibration). */
 TA_API ta_status ta_workload_defaults(ta_workload_params *params);
 /* Fills CPU tensors q, k [B,H,N,d] and v [B,H,N,dv] (f16/bf16/f32/f64, any strides, d
  * even when rope is on). Each (batch, head) gets its own projections. */

@@ -50,6 +50,7 @@ Blocks blocks_for(const Problem& p, const ta_config& c) {
 // Element counts of one worker's buffers, in the order they are carved.
 struct WorkerCounts {
   i128 S, z, F, xT, V, acc, den, idx;
+  i128 Kw, Vw;  // the hybrid's prepared keys and values of one unit (0 without a window)
 };
 
 WorkerCounts worker_counts(const Problem& p, const Blocks& b) {
@@ -62,13 +63,18 @@ WorkerCounts worker_counts(const Problem& p, const Blocks& b) {
   w.acc = static_cast<i128>(b.bq) * p.dvs;
   w.den = b.bq;
   w.idx = b.bmax;
+  // Every key is scored by some query's exact set: prepared once per unit rather than
+  // reloaded (normalised, converted) for each of the ~100-300 pairs it takes part in.
+  w.Kw = p.window.active ? static_cast<i128>(p.Nk) * p.ds : 0;
+  w.Vw = p.window.active ? static_cast<i128>(p.Nk) * p.dvs : 0;
   return w;
 }
 
 i128 worker_bytes(const WorkerCounts& w, size_t a) {
   const auto as = static_cast<i128>(a);
   return align_up(w.S * as) + align_up(w.z * as) + align_up(w.F * as) + align_up(w.xT * as) + align_up(w.V * as) +
-         align_up(w.acc * as) + align_up(w.den * as) + align_up(w.idx * static_cast<i128>(sizeof(int64_t)));
+         align_up(w.acc * as) + align_up(w.den * as) + align_up(w.idx * static_cast<i128>(sizeof(int64_t))) +
+         align_up(w.Kw * as) + align_up(w.Vw * as);
 }
 
 int worker_count(const Problem& p, const ta_config& c) {
@@ -80,6 +86,7 @@ template <class A>
 struct WorkerBuffers {
   A *S, *z, *F, *xT, *V, *acc, *den;
   int64_t* idx;
+  A *Kw, *Vw;
 };
 
 template <class A>
@@ -98,6 +105,8 @@ WorkerBuffers<A> carve(unsigned char* base, const WorkerCounts& w) {
   buf.acc = reinterpret_cast<A*>(take(w.acc, sizeof(A)));
   buf.den = reinterpret_cast<A*>(take(w.den, sizeof(A)));
   buf.idx = reinterpret_cast<int64_t*>(take(w.idx, sizeof(int64_t)));
+  buf.Kw = reinterpret_cast<A*>(take(w.Kw, sizeof(A)));
+  buf.Vw = reinterpret_cast<A*>(take(w.Vw, sizeof(A)));
   return buf;
 }
 
@@ -198,6 +207,7 @@ class UnitRunner {
 
   // Phase 1 of early_probe: z alone, then the sampled queries' denominators.
   void probe(const std::vector<int64_t>& rows, UnitStats* st) {
+    if (p_.window.active) prepare_window_keys();
     std::fill(buf_.z, buf_.z + p_.R, A(0));
     for_each_key_block([&](int64_t T) {
       generate_features(L_, buf_.xT, T, blk_.bmax, buf_.F);
@@ -226,6 +236,7 @@ class UnitRunner {
 
   void key_pass(UnitStats* st) {
     const auto t0 = Clock::now();
+    if (p_.window.active) prepare_window_keys();
     std::fill(buf_.S, buf_.S + p_.R * p_.dvs, A(0));
     std::fill(buf_.z, buf_.z + p_.R, A(0));
     for_each_key_block([&](int64_t T) {
@@ -279,14 +290,15 @@ class UnitRunner {
     win_keys_.clear();
     win_scores_.clear();
     double m = 0;
+    for (int64_t c = 0; c < p_.ds; ++c) qrow_[static_cast<size_t>(c)] = buf_.xT[c * blk_.bmax + t];
     p_.window.for_each_exact_key(row, p_.Nk, [&](int64_t j) {
       if (!mask_.attends(b_, j)) return;
-      load_row(*p_.k, j, k_mul_, tmp_.data());
-      double s = 0;
-      for (int64_t c = 0; c < p_.ds; ++c) s += static_cast<double>(buf_.xT[c * blk_.bmax + t]) * tmp_[static_cast<size_t>(c)];
+      const A* krow = buf_.Kw + j * p_.ds;
+      A s = 0;
+      for (int64_t c = 0; c < p_.ds; ++c) s += qrow_[static_cast<size_t>(c)] * krow[c];
       win_keys_.push_back(j);
-      win_scores_.push_back(s);
-      m = std::max(m, s);
+      win_scores_.push_back(static_cast<double>(s));
+      m = std::max(m, static_cast<double>(s));
     });
     if (st) st->exact_pairs += static_cast<int64_t>(win_keys_.size());
     // Rows whose exact set is every key have no Taylor part (no cancellation to risk).
@@ -303,9 +315,9 @@ class UnitRunner {
       d_taylor -= tw;
       d_exact += ew;
       if (!acc) continue;
-      load_value_row(win_keys_[n], vrow_.data());
+      const A* vrow = buf_.Vw + win_keys_[n] * p_.dvs;
       for (int64_t c = 0; c < p_.dvs; ++c) {
-        const double vc = vrow_[static_cast<size_t>(c)];
+        const double vc = static_cast<double>(vrow[c]);
         win_num_[static_cast<size_t>(c)] -= tw * vc;
         win_exact_[static_cast<size_t>(c)] += ew * vc;
       }
@@ -391,10 +403,18 @@ class UnitRunner {
     }
   }
 
-  void load_value_row(int64_t n, double* dst) const {
+  // The hybrid's per-unit copies: Kw[j] = the key slice as the features see it (normalised,
+  // times sqrt|scale|), Vw[j] = the value slice, both in the accumulation type.
+  void prepare_window_keys() {
     const ta_tensor& v = *p_.v;
-    const int64_t row = b_ * v.strides[0] + h_ * v.strides[1] + g_ * p_.dvs * v.strides[3] + n * v.strides[2];
-    for (int64_t col = 0; col < p_.dvs; ++col) dst[col] = load_as_double(v.data, row + col * v.strides[3], v.dtype);
+    for (int64_t j = 0; j < p_.Nk; ++j) {
+      load_row(*p_.k, j, k_mul_, tmp_.data());
+      A* krow = buf_.Kw + j * p_.ds;
+      for (int64_t c = 0; c < p_.ds; ++c) krow[c] = static_cast<A>(tmp_[static_cast<size_t>(c)]);
+      const int64_t base = b_ * v.strides[0] + h_ * v.strides[1] + g_ * p_.dvs * v.strides[3] + j * v.strides[2];
+      A* vrow = buf_.Vw + j * p_.dvs;
+      for (int64_t c = 0; c < p_.dvs; ++c) vrow[c] = static_cast<A>(load_as_double(v.data, base + c * v.strides[3], v.dtype));
+    }
   }
 
   void load_values(const int64_t* rows, int64_t T) {
@@ -418,7 +438,7 @@ class UnitRunner {
   // Hybrid scratch (small: one query's exact set and one value row at a time).
   std::vector<int64_t> win_keys_;
   std::vector<double> win_scores_;
-  std::vector<double> vrow_ = std::vector<double>(static_cast<size_t>(p_.dvs));
+  std::vector<A> qrow_ = std::vector<A>(static_cast<size_t>(p_.ds));
   std::vector<double> win_num_ = std::vector<double>(static_cast<size_t>(p_.dvs));
   std::vector<double> win_exact_ = std::vector<double>(static_cast<size_t>(p_.dvs));
   std::vector<A> win_acc_ = std::vector<A>(static_cast<size_t>(p_.dvs));

@@ -11,6 +11,7 @@
 #include "config_flags.h"
 #include "half.h"
 #include "json.h"
+#include "layout_spec.h"
 #include "units.h"
 
 namespace {
@@ -182,7 +183,10 @@ TEST(ToolsConfigFlags, EveryConfigFieldHasItsFlag) {
                            "--quality-check",
                            "--quality-check-samples",
                            "--seed",
-                           "--threads"}) {
+                           "--threads",
+                           "--window-radius",
+                           "--window-text-keys",
+                           "--window-text-queries"}) {
     EXPECT_NE(help.find(std::string(flag) + " "), std::string::npos) << flag;
   }
 }
@@ -192,7 +196,8 @@ TEST(ToolsConfigFlags, FlagsOverrideLibraryDefaults) {
   std::string error;
   ASSERT_TRUE(cl.parse({"--P", "3", "--min-tokens", "0", "--qk-normalize", "true", "--scale-mul",
                         "0.5", "--scale", "0.125", "--enabled", "false", "--seed", "77",
-                        "--threads", "2", "--max-feature-dim-R", "1000"},
+                        "--threads", "2", "--max-feature-dim-R", "1000", "--window-radius", "4",
+                        "--window-text-keys", "false", "--window-text-queries", "false"},
                        &error))
       << error;
   ta_config config;
@@ -206,6 +211,9 @@ TEST(ToolsConfigFlags, FlagsOverrideLibraryDefaults) {
   EXPECT_EQ(config.seed, 77u);
   EXPECT_EQ(config.num_threads, 2);
   EXPECT_EQ(config.max_feature_dim_R, 1000);
+  EXPECT_EQ(config.window_radius, 4);
+  EXPECT_EQ(config.window_text_keys, 0);
+  EXPECT_EQ(config.window_text_queries, 0);
   // Untouched fields keep the library defaults.
   ta_config defaults;
   std::memset(&defaults, 0, sizeof defaults);
@@ -240,6 +248,27 @@ TEST(ToolsConfigFlags, CommandOptionWithAConfigNameIsNotAppliedToTheConfig) {
   EXPECT_EQ(config.num_threads, 1);
 }
 
+TEST(ToolsConfigFlags, WindowFlagsDefaultToTheLibrarysAndAreValidatedByIt) {
+  CommandLine cl = config_command_line();
+  std::string error;
+  ASSERT_TRUE(cl.parse({}, &error)) << error;
+  ta_config config;
+  ASSERT_TRUE(ta_cli::config_from_options(cl, &config, &error)) << error;
+  EXPECT_EQ(config.window_radius, 0);
+  EXPECT_EQ(config.window_text_keys, 1);
+  EXPECT_EQ(config.window_text_queries, 1);
+  EXPECT_NE(cl.help_text().find("--window-text-keys true|false"), std::string::npos);
+
+  CommandLine negative = config_command_line();
+  ASSERT_TRUE(negative.parse({"--window-radius", "-1"}, &error)) << error;
+  EXPECT_FALSE(ta_cli::config_from_options(negative, &config, &error));
+  EXPECT_NE(error.find("window_radius"), std::string::npos) << error;
+
+  CommandLine numeric_bool = config_command_line();
+  EXPECT_FALSE(numeric_bool.parse({"--window-text-keys", "1"}, &error));
+  EXPECT_NE(error.find("true or false"), std::string::npos) << error;
+}
+
 TEST(ToolsConfigFlags, Int32FieldRejectsValuesThatWouldTruncate) {
   CommandLine cl = config_command_line();
   std::string error;
@@ -255,9 +284,87 @@ TEST(ToolsConfigFlags, ConfigJsonNamesEveryField) {
   ta_cli::write_config_json(json, config);
   const std::string text = json.str();
   for (const char *key : {"\"enabled\": true", "\"P\": 4", "\"max_feature_dim_R\": 370000",
-                          "\"sub_head_blocks\": 4", "\"num_threads\": 0", "\"seed\": 0"}) {
+                          "\"sub_head_blocks\": 4", "\"num_threads\": 0", "\"seed\": 0",
+                          "\"window_radius\": 0", "\"window_text_keys\": true",
+                          "\"window_text_queries\": true"}) {
     EXPECT_NE(text.find(key), std::string::npos) << key << " in " << text;
   }
+}
+
+// ------------------------------------------------------------ layout specs
+
+ta_token_layout parse_ok(const std::string &spec) {
+  ta_token_layout layout;
+  std::memset(&layout, 0xCD, sizeof layout);
+  std::string error;
+  EXPECT_TRUE(ta_cli::parse_layout_spec(spec, &layout, &error)) << spec << ": " << error;
+  return layout;
+}
+
+void expect_layout_error(const std::string &spec, const std::string &expect) {
+  ta_token_layout layout;
+  std::memset(&layout, 0, sizeof layout);
+  layout.text_tokens = 99;
+  std::string error;
+  EXPECT_FALSE(ta_cli::parse_layout_spec(spec, &layout, &error)) << spec;
+  EXPECT_EQ(error.find('\n'), std::string::npos);
+  EXPECT_NE(error.find(expect), std::string::npos) << spec << ": " << error;
+  EXPECT_EQ(layout.text_tokens, 99) << spec << ": a failed parse must leave the layout alone";
+}
+
+TEST(ToolsLayoutSpec, TextAndOneGrid_text256_grid64x64) {
+  const ta_token_layout l = parse_ok("text=256,grid=64x64");
+  EXPECT_EQ(l.text_tokens, 256);
+  EXPECT_EQ(l.num_grids, 1);
+  EXPECT_EQ(l.grid_height[0], 64);
+  EXPECT_EQ(l.grid_width[0], 64);
+  EXPECT_EQ(ta_cli::layout_tokens(l), 256 + 4096);
+  EXPECT_EQ(ta_cli::layout_spec_text(l), "text=256,grid=64x64");
+}
+
+TEST(ToolsLayoutSpec, TwoGridsKeepTheirOrder_text512_grid64x64_grid32x48) {
+  const ta_token_layout l = parse_ok("text=512,grid=64x64,grid=32x48");
+  EXPECT_EQ(l.num_grids, 2);
+  EXPECT_EQ(l.grid_height[1], 32);
+  EXPECT_EQ(l.grid_width[1], 48);
+  EXPECT_EQ(ta_cli::layout_tokens(l), 512 + 4096 + 32 * 48);
+  EXPECT_EQ(ta_cli::layout_spec_text(l), "text=512,grid=64x64,grid=32x48");
+}
+
+TEST(ToolsLayoutSpec, GridOnlyTextOnlyAndTextAfterGrids) {
+  ta_token_layout l = parse_ok("grid=3x5");
+  EXPECT_EQ(l.text_tokens, 0);
+  EXPECT_EQ(ta_cli::layout_spec_text(l), "grid=3x5");
+  l = parse_ok("text=7");
+  EXPECT_EQ(l.num_grids, 0);
+  EXPECT_EQ(ta_cli::layout_tokens(l), 7);
+  EXPECT_EQ(ta_cli::layout_spec_text(l), "text=7");
+  l = parse_ok("grid=2x2,text=3");  // text always leads the tokens, wherever it is written
+  EXPECT_EQ(ta_cli::layout_spec_text(l), "text=3,grid=2x2");
+}
+
+TEST(ToolsLayoutSpec, EightGridsAreTheLimit) {
+  std::string spec = "text=1";
+  for (int g = 0; g < TA_MAX_GRIDS; ++g) spec += ",grid=2x3";
+  EXPECT_EQ(parse_ok(spec).num_grids, TA_MAX_GRIDS);
+  expect_layout_error(spec + ",grid=2x3", "more than 8 grids");
+}
+
+TEST(ToolsLayoutSpec, BadSpecsNameTheItem) {
+  expect_layout_error("", "empty layout");
+  expect_layout_error("text=", "'text=': text tokens must be an integer >= 0");
+  expect_layout_error("text=-1,grid=2x2", "'text=-1'");
+  expect_layout_error("text=1,text=2", "text= given twice");
+  expect_layout_error("grid=0x4", "'grid=0x4': a grid is HxW");
+  expect_layout_error("grid=4", "'grid=4'");
+  expect_layout_error("grid=4x", "'grid=4x'");
+  expect_layout_error("grid=axb", "'grid=axb'");
+  expect_layout_error("grid=2x2x2", "'grid=2x2x2'");
+  expect_layout_error("image=2x2", "unknown item 'image=2x2'");
+  expect_layout_error("text=1,", "empty item");
+  expect_layout_error(",grid=2x2", "empty item");
+  expect_layout_error("text=0", "has no tokens");
+  expect_layout_error("grid=4294967296x4294967296", "overflows 64 bits");
 }
 
 // ------------------------------------------------------------ support pieces

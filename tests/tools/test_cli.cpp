@@ -16,6 +16,7 @@
 
 #include "device_buffers.h"
 #include "host_array.h"
+#include "layout_spec.h"
 #include "npy.h"
 #include "taylor_attention/taylor_attention.h"
 #include "workload.h"
@@ -409,6 +410,174 @@ TEST_F(ToolsCli, BenchF16Text) {
                   "--dtype", "f16", "--exact", "false", "--quiet"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(json_has(r.out, "f16")) << r.out;
+}
+
+// ------------------------------------------------------- layouts and the window
+
+// Runs `run` on 4 text tokens + a 6x7 grid (N = 46, d = 8) with the given extra flags.
+constexpr const char *kLayout46 = "text=4,grid=6x7";
+
+TEST_F(ToolsCli, RunLayoutWithWindowIsTheHybrid_text4_grid6x7_d8_f64) {
+  const ta_cli::Qkv qkv = write_inputs(TA_DTYPE_F64, 2, 46, 8);
+  Result r = run(run_args({"--min-tokens", "0", "--P", "3", "--sub-head-blocks", "1", "--layout",
+                           kLayout46, "--window-radius", "1", "--json"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"backend\": \"taylor\"")) << r.out;
+  EXPECT_EQ(json_number(r.out, "window_active"), 1) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"window_reason\": \"none\"")) << r.out;
+  EXPECT_GT(json_number(r.out, "window_exact_pairs"), 0) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"layout\": \"text=4,grid=6x7\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"window_radius\": 1")) << r.out;  // the config block
+
+  // The output is the hybrid's quadratic form, and not plain Taylor's.
+  ta_config config = default_config();
+  config.min_tokens = 0;
+  config.P = 3;
+  config.sub_head_blocks = 1;
+  config.window_radius = 1;
+  ta_cli::AttentionCall call;
+  ta_cli::load_call(qkv, TA_DTYPE_F64, &call);
+  std::string error;
+  ASSERT_TRUE(ta_cli::parse_layout_spec(kLayout46, &call.layout.emplace(), &error)) << error;
+  ASSERT_EQ(ta_reference_attention(call.prepare(), &config, TA_REFERENCE_HYBRID_QUADRATIC), TA_OK)
+      << ta_last_error_message();
+  const HostArray hybrid = call.out;
+  ASSERT_EQ(ta_reference_attention(call.prepare(), &config, TA_REFERENCE_TAYLOR_QUADRATIC), TA_OK);
+  const HostArray plain = call.out;
+  const HostArray out = read_array("o.npy");
+  EXPECT_LT(ta_cli::relative_l2(out, hybrid), 1e-10);
+  EXPECT_GT(ta_cli::relative_l2(out, plain), 1e-6);
+}
+
+TEST_F(ToolsCli, RunTextReportsTheActiveWindow) {
+  write_inputs(TA_DTYPE_F32, 1, 46, 8);
+  Result r = run(run_args({"--min-tokens", "0", "--layout", kLayout46, "--window-radius", "2"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "window: local-exact hybrid active")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "layout: text=4,grid=6x7")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "window_radius=2")) << r.out;
+}
+
+TEST_F(ToolsCli, RunWindowWithoutLayoutSaysWhyItDidNotApply) {
+  write_inputs(TA_DTYPE_F32, 1, 46, 8);
+  Result r = run(run_args({"--min-tokens", "0", "--window-radius", "2", "--json"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json_number(r.out, "window_active"), 0) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"window_reason\": \"window_no_layout\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"layout\": null")) << r.out;
+  r = run(run_args({"--min-tokens", "0", "--window-radius", "2"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "requested but not applied (window_no_layout)")) << r.out;
+}
+
+TEST_F(ToolsCli, RunLayoutTokenCountMismatchIsAOneLineError) {
+  write_inputs(TA_DTYPE_F32, 1, 46, 8);
+  Result r = run(run_args({"--min-tokens", "0", "--layout", "text=4,grid=6x6", "--window-radius",
+                           "1"}));
+  EXPECT_EQ(r.exit_code, 1);
+  expect_one_line_error(r, "--layout text=4,grid=6x6 has 40 tokens, but q and k have N = 46");
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST_F(ToolsCli, RunMalformedLayoutIsAUsageError) {
+  write_inputs(TA_DTYPE_F32, 1, 46, 8);
+  Result r = run(run_args({"--layout", "text=4,grid=6by7"}));
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--layout: 'grid=6by7'");
+}
+
+TEST_F(ToolsCli, RunNegativeWindowRadiusIsAUsageError) {
+  write_inputs(TA_DTYPE_F32, 1, 46, 8);
+  Result r = run(run_args({"--layout", kLayout46, "--window-radius", "-1"}));
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "window_radius");
+}
+
+// The flux workload at a size that runs in well under a second: the hybrid must beat plain
+// Taylor, as in MATH.md section 6. Smoothness 3 on a 12x12 grid keeps about the ratio of
+// correlation length to grid of the defaults (8 on 64x64); it measured 0.342 -> 0.172.
+TEST_F(ToolsCli, CheckFluxHybridBeatsPlainTaylor_text16_grid12x12_d32) {
+  Result r = run({"check", "--workload", "flux", "--text", "16", "--grid", "12x12", "--head-dim",
+                  "32", "--heads", "1", "--P", "3", "--sub-head-blocks", "1", "--smoothness", "3",
+                  "--window-radius", "0,2", "--json", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"workload\": \"flux\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"layout\": \"text=16,grid=12x12\"")) << r.out;
+  EXPECT_EQ(json_number(r.out, "tokens"), 160);
+  const std::vector<double> errors = json_numbers(r.out, "rel_l2");
+  ASSERT_EQ(errors.size(), 2u) << r.out;
+  EXPECT_GT(errors[0], 0.0);
+  EXPECT_LT(errors[1], 0.7 * errors[0]) << "radius 2 vs plain";
+  const std::vector<double> pairs = json_numbers(r.out, "window_exact_pairs");
+  ASSERT_EQ(pairs.size(), 2u);
+  EXPECT_EQ(pairs[0], 0);
+  EXPECT_GT(pairs[1], 0);
+  EXPECT_GT(json_number(r.out, "score_std"), 0.1);
+  EXPECT_LT(json_number(r.out, "uniform_rel_l2"), 2.0);
+}
+
+TEST_F(ToolsCli, CheckFluxTextTableHasRadiusColumn_twoGrids) {
+  Result r = run({"check", "--workload", "flux", "--text", "8", "--grid", "6x6,4x5",
+                  "--head-dim", "16", "--heads", "1", "--P", "3", "--sub-head-blocks", "1,2",
+                  "--window-radius", "0,2", "--no-rope", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "flux workload (text=8,grid=6x6,grid=4x5;")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "rope off")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "radius")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "exact pairs")) << r.out;
+  EXPECT_FALSE(json_has(r.out, "error:")) << r.out;  // no row failed
+}
+
+TEST_F(ToolsCli, CheckOptionsOfTheOtherWorkloadAreUsageErrors) {
+  Result r = run({"check", "--window-radius", "0,1"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--window-radius applies to --workload flux only");
+  r = run({"check", "--workload", "aligned", "--grid", "4x4"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--grid applies to --workload flux only");
+  r = run({"check", "--workload", "flux", "--spread", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--spread does not apply to --workload flux");
+  r = run({"check", "--workload", "flux", "--tokens", "100"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--tokens does not apply to --workload flux");
+}
+
+TEST_F(ToolsCli, CheckFluxBadValuesAreUsageErrors) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--grid", "12x"}, "--grid: '12x' is not HxW"},
+      {{"--grid", "2x2,2x2,2x2,2x2,2x2,2x2,2x2,2x2,2x2"}, "at most 8 grids"},
+      {{"--smoothness", "0"}, "--smoothness must be > 0"},
+      {{"--alignment", "1.5"}, "--alignment must be in [0, 1]"},
+      {{"--head-dim", "15"}, "RoPE rotates pairs"},
+      {{"--text", "0", "--grid", "0x3"}, "--grid: '0x3'"},
+  };
+  for (const auto &[extra, message] : cases) {
+    std::vector<std::string> args = {"check", "--workload", "flux", "--quiet"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Result r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << message;
+    expect_one_line_error(r, message);
+  }
+}
+
+TEST_F(ToolsCli, BenchFluxWithLayoutAndWindowReportsTheWindow) {
+  Result r = run({"bench", "--workload", "flux", "--layout", "text=8,grid=8x8", "--head-dim", "16",
+                  "--P", "2", "--iters", "1", "--warmup", "0", "--exact", "false",
+                  "--window-radius", "1", "--json", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(json_has(r.out, "\"workload\": \"flux\"")) << r.out;
+  EXPECT_TRUE(json_has(r.out, "\"layout\": \"text=8,grid=8x8\"")) << r.out;
+  EXPECT_EQ(json_number(r.out, "tokens"), 72);
+  EXPECT_TRUE(json_has(r.out, "\"active\": true")) << r.out;
+  EXPECT_GT(json_number(r.out, "exact_pairs"), 0) << r.out;
+}
+
+TEST_F(ToolsCli, BenchTokensDifferingFromTheLayoutIsAUsageError) {
+  Result r = run({"bench", "--layout", "text=8,grid=8x8", "--tokens", "100"});
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(r, "--tokens 100 differs from the layout's N = 72");
 }
 
 // ------------------------------------------------------------------ help, usage

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <sstream>
 
 #include "cli_common.h"
@@ -25,6 +26,7 @@
 #include "cost_model.h"
 #include "device_call.h"
 #include "json.h"
+#include "layout_spec.h"
 #include "units.h"
 #include "workload.h"
 
@@ -88,6 +90,16 @@ CommandLine make_bench_command_line() {
   cl.option("device", ArgType::Choice, "cpu|cuda", "where to run (cuda: device 0)")
       .defaults("cpu")
       .one_of({"cpu", "cuda"});
+  cl.option("workload", ArgType::Choice, "gaussian|flux",
+            "inputs: gaussian (spread 1) or the library's image-like workload "
+            "(ta_workload_generate) on --layout")
+      .defaults("gaussian")
+      .one_of({"gaussian", "flux"});
+  cl.option("layout", ArgType::String, "SPEC",
+            "token layout passed to the library (e.g. text=512,grid=256x256); sets the token "
+            "count; needed by --window-radius")
+      .defaults("none; text=256,grid=64x64 with --workload flux");
+  add_config_options(cl, {"window-radius", "window-text-keys", "window-text-queries"});
   add_workload_tail_options(cl, "seed of the synthetic inputs", "a table");
   cl.set_epilog(
       "FLOPs: Taylor 4 * R * (dv/G + 1) * N * G * H * B; exact 4 * N^2 * d * H * B.\n"
@@ -95,9 +107,14 @@ CommandLine make_bench_command_line() {
       "it keeps no state). cuda: CUDA events around each call, inputs uploaded once, a\n"
       "cudaMalloc'ed workspace; exact attention on the GPU is timed by\n"
       "benchmarks/benchmark_taylor_attention.py (torch SDPA).\n"
+      "With --layout (or --workload flux) the token count is the layout's, and\n"
+      "--window-radius R > 0 times the local-exact hybrid; the FLOP rate still counts the\n"
+      "Taylor FLOPs only.\n"
       "examples:\n"
       "  taylor-attn bench --tokens 1024,4608 --head-dim 128 --P 3 --iters 3\n"
-      "  taylor-attn bench --device cuda --tokens 4608,16896,66048 --json");
+      "  taylor-attn bench --device cuda --tokens 4608,16896,66048 --json\n"
+      "  taylor-attn bench --device cuda --workload flux --layout text=512,grid=256x256 "
+      "--window-radius 4");
   return cl;
 }
 
@@ -113,6 +130,7 @@ struct Timing {
   std::string detail;
   std::vector<double> ms;
   double flops = 0;
+  ta_stats last{};  // statistics of the last call (window_active, window_exact_pairs, ...)
   double median_ms() const { return median(ms); }
   double min_ms() const {
     return ms.empty() ? std::nan("") : *std::min_element(ms.begin(), ms.end());
@@ -188,8 +206,22 @@ void time_series(const Runner &runner, const ta_config &config, int64_t warmup, 
     } else if (i >= warmup) {
       t->ms.push_back(ms);
     }
+    t->last = stats;
   }
   if (t->status != "ok") t->ms.clear();
+}
+
+// The hybrid's state for a size, from the last Taylor call: {"radius", "active", "reason",
+// "exact_pairs", "time_ms"} (time_ms: ta_stats.time_window_ms, the exact-set work).
+void write_window(JsonWriter &json, int32_t radius, const ta_stats &stats) {
+  json.key("window");
+  json.begin_object();
+  json.field_int("radius", radius);
+  json.field_bool("active", stats.window_active != 0);
+  json.field("reason", ta_reason_name(stats.window_reason));
+  json.field_int("exact_pairs", stats.window_exact_pairs);
+  json.field_num("time_ms", stats.time_window_ms);
+  json.end_object();
 }
 
 void skip_all(SizeResult *r, const std::string &status, const std::string &detail) {
@@ -212,7 +244,37 @@ int cmd_bench(const std::vector<std::string> &argv) {
   const std::string device = cl.get_string("device", "cpu");
   const bool on_cuda = device == "cuda";
   const BenchDefaults &defaults = on_cuda ? kCudaDefaults : kCpuDefaults;
-  const std::vector<int64_t> token_list = cl.get_int_list("tokens", defaults.tokens);
+  const std::string workload = cl.get_string("workload", "gaussian");
+  const bool flux = workload == "flux";
+  // With a layout the token count is the layout's; flux inputs always come with one.
+  std::optional<ta_token_layout> layout;
+  ta_workload_params flux_params;
+  ta_workload_defaults(&flux_params);
+  flux_params.seed = static_cast<uint64_t>(cl.get_int("seed", 0));
+  std::string layout_error;
+  if (cl.has("layout")) {
+    layout.emplace();
+    if (!parse_layout_spec(cl.get_string("layout", ""), &*layout, &layout_error)) {
+      return report_error(program, "--layout: " + layout_error, kExitUsage);
+    }
+  } else if (flux) {
+    layout = flux_params.layout;
+  }
+  std::vector<int64_t> token_list = cl.get_int_list("tokens", defaults.tokens);
+  if (layout) {
+    const int64_t n = layout_tokens(*layout);
+    for (int64_t t : cl.has("tokens") ? token_list : std::vector<int64_t>{}) {
+      if (t != n) {
+        return report_error(program,
+                            "--tokens " + std::to_string(t) + " differs from the layout's N = " +
+                                std::to_string(n) + " (" + layout_spec_text(*layout) +
+                                "); leave --tokens out",
+                            kExitUsage);
+      }
+    }
+    token_list = {n};
+    flux_params.layout = *layout;
+  }
   const int64_t B = cl.get_int("batch", 1);
   const int64_t H = cl.get_int("heads", defaults.heads);
   const int64_t d = cl.get_int("head-dim", 128);
@@ -239,7 +301,7 @@ int cmd_bench(const std::vector<std::string> &argv) {
   ta_config config;
   std::memset(&config, 0, sizeof config);
   ta_config_defaults(&config);
-  apply_config_options(cl, &config);  // --threads
+  apply_config_options(cl, &config);  // --threads, --window-*
   config.P = P;
   config.sub_head_blocks = G;
   config.quality_check = 0;
@@ -274,9 +336,16 @@ int cmd_bench(const std::vector<std::string> &argv) {
     if (!time_checks) r.checks.status = "skipped";
     if (!time_exact) r.exact.status = "skipped";
     const std::string tag = "N=" + std::to_string(n);
-    progress.note(tag + " generating " + dtype_label(dtype) + " inputs");
+    progress.note(tag + " generating " + dtype_label(dtype) + " " + workload + " inputs");
     AttentionCall call;
-    load_gaussian_call(B, H, n, d, 1.0, seed, dtype, &call);
+    if (flux) {
+      if (!load_flux_call(flux_params, B, H, d, dtype, &call, &error)) {
+        return report_error(program, error, kExitUsage);
+      }
+    } else {
+      load_gaussian_call(B, H, n, d, 1.0, seed, dtype, &call);
+      call.layout = layout;
+    }
     const ta_attention_args *host_args = call.prepare();
 
     Runner runner;
@@ -359,6 +428,14 @@ int cmd_bench(const std::vector<std::string> &argv) {
     write_cuda_device_json(json, on_cuda ? &cuda_info : nullptr);
     json.field("clock", on_cuda ? "cuda_events" : "host_wall_clock");
     json.field("dtype", dtype_label(dtype));
+    json.field("workload", workload);
+    json.key("layout");
+    if (layout) {
+      json.string(layout_spec_text(*layout));
+    } else {
+      json.null();
+    }
+    json.field_int("window_radius", config.window_radius);
     json.field_int("batch", B);
     json.field_int("heads", H);
     json.field_int("head_dim", d);
@@ -381,6 +458,7 @@ int cmd_bench(const std::vector<std::string> &argv) {
       json.field_int("tokens", r.tokens);
       json.field_int("workspace_bytes", r.workspace_bytes);
       write_timing(json, "taylor", "taylor", r.taylor);
+      if (config.window_radius > 0) write_window(json, config.window_radius, r.taylor.last);
       if (time_checks) write_timing(json, "taylor_with_checks", kChecksLabel, r.checks);
       if (on_cuda) {
         json.key("exact");
@@ -408,11 +486,16 @@ int cmd_bench(const std::vector<std::string> &argv) {
     return t.status == "ok" ? format_rate(t.rate()) : std::string("-");
   };
   char line[256];
+  // Inputs line, printed after the header: what the calls were given besides shapes.
+  std::string inputs = workload + " inputs";
+  if (layout) inputs += ", layout " + layout_spec_text(*layout);
+  if (config.window_radius > 0) inputs += ", window radius " + std::to_string(config.window_radius);
   if (on_cuda) {
     out << "bench: B=" << B << " H=" << H << " d=" << d << " P=" << P << " G=" << G
         << " (R=" << format_count(static_cast<double>(model.feature_dim)) << " per slice), "
         << dtype_label(dtype) << ", cuda on " << cuda_device_text(cuda_info)
-        << ", CUDA events, median and min of " << iters << " after " << warmup << " warm-up\n";
+        << ", CUDA events, median and min of " << iters << " after " << warmup << " warm-up\n"
+        << inputs << "\n";
     std::snprintf(line, sizeof line, "%8s %11s %11s %15s | %12s %15s | %10s %11s\n", "N",
                   "Taylor", "min", "Taylor rate", "with checks", "rate", "workspace",
                   "FLOP ratio");
@@ -434,7 +517,8 @@ int cmd_bench(const std::vector<std::string> &argv) {
     out << "bench: B=" << B << " H=" << H << " d=" << d << " P=" << P << " G=" << G
         << " (R=" << format_count(static_cast<double>(model.feature_dim)) << " per slice), "
         << dtype_label(dtype) << ", " << device << ", threads " << threads << ", median of "
-        << iters << " after " << warmup << " warm-up\n";
+        << iters << " after " << warmup << " warm-up\n"
+        << inputs << "\n";
     std::snprintf(line, sizeof line, "%8s %11s %14s | %12s %14s | %9s %11s\n", "N", "Taylor",
                   "Taylor rate", "exact", "exact rate", "speed-up", "FLOP ratio");
     out << line;
@@ -456,6 +540,19 @@ int cmd_bench(const std::vector<std::string> &argv) {
     out << "exact = " << kExactLabel
         << ": the library's O(N^2) correctness reference, not an optimised kernel.\n"
         << "FLOP ratio = Taylor FLOPs / exact FLOPs (below 1: Taylor does less arithmetic).\n";
+  }
+  if (config.window_radius > 0) {
+    for (const auto &r : results) {
+      if (r.taylor.status != "ok") continue;
+      out << "N=" << r.tokens << " window radius " << config.window_radius << ": "
+          << (r.taylor.last.window_active
+                  ? "local-exact hybrid active, " +
+                        format_count(static_cast<double>(r.taylor.last.window_exact_pairs)) +
+                        " exact (query, key) pairs per call (not in the FLOP count)"
+                  : std::string("not applied (") + ta_reason_name(r.taylor.last.window_reason) +
+                        "): plain Taylor timed")
+          << "\n";
+    }
   }
   for (const auto &r : results) {
     const std::pair<const char *, const Timing *> rows[] = {

@@ -1,7 +1,7 @@
 // cmd_demo.cpp - `taylor-attn demo`: the project's main job on one embedded example.
 //
-// A Flux-shaped attention call (512 text + 64x64 image tokens, d = 128, QK-RMSNorm'd) is
-// run three ways: exact attention, the ComfyUI node's defaults, and P=3 on full heads. The
+// A Flux-shaped attention call (512 text + 64x64 image tokens, d = 128, the library's
+// synthetic workload: smooth content, QK RMSNorm, RoPE) is run three ways: exact attention, the ComfyUI node's defaults, and P=3 on full heads. The
 // closing paragraph is composed from the measured numbers, never written in advance, so the
 // demo stays honest when the engine changes.
 //
@@ -70,8 +70,9 @@ CommandLine make_demo_command_line() {
       .range(1, 1000);
   add_workload_tail_options(cl, "seed of the synthetic content", "text");
   cl.set_epilog(
-      "The input is synthetic: smooth random content on the 64x64 image grid (low-frequency\n"
-      "waves projected to 128 dims plus noise), random text tokens, q and k RMS-normalised.\n"
+      "The input is the library's synthetic Flux-like workload (ta_workload_generate, its\n"
+      "defaults): spatially smooth random content on the 64x64 grid, random text tokens,\n"
+      "projected per head, q and k RMS-normalised, Flux's 3-axis RoPE.\n"
       "The exact baseline is the library's fp64 reference on the host, not an optimised\n"
       "kernel; on cuda it covers the first --reference-heads heads only, and errors are\n"
       "measured on those.");
@@ -101,6 +102,26 @@ struct Target {
   DeviceAttentionCall *device = nullptr;  // non-null on cuda
   int64_t warmup = 0, iters = 1;
 };
+
+// Flux at 1024^2: 512 text tokens + a 64x64 latent grid, 128-dim heads.
+struct DemoShape {
+  int64_t text_tokens = 512;
+  int64_t grid = 64;
+  int64_t head_dim = 128;
+};
+
+// The library's synthetic workload (ta_workload_generate) with its default content, gains
+// and RoPE, on the demo's tokens.
+ta_workload_params demo_workload(const DemoShape &shape, uint64_t seed) {
+  ta_workload_params params;
+  ta_workload_defaults(&params);
+  params.layout.text_tokens = shape.text_tokens;
+  params.layout.num_grids = 1;
+  params.layout.grid_height[0] = shape.grid;
+  params.layout.grid_width[0] = shape.grid;
+  params.seed = seed;
+  return params;
+}
 
 double median(std::vector<double> v) {
   if (v.empty()) return std::nan("");
@@ -378,11 +399,14 @@ int cmd_demo(const std::vector<std::string> &argv) {
   const uint64_t seed = static_cast<uint64_t>(cl.get_int("seed", 0));
 
   const Progress progress("demo", !cl.flag("quiet"));
-  const FluxLikeShape shape;
+  const DemoShape shape;
   const int64_t n = shape.text_tokens + shape.grid * shape.grid;
   progress.note("building a Flux-shaped input: " + std::to_string(heads) +
                 " heads, N=" + std::to_string(n) + ", d=" + std::to_string(shape.head_dim));
-  const Qkv qkv = flux_like_qkv(heads, shape, seed);
+  Qkv qkv;
+  if (!flux_qkv(demo_workload(shape, seed), heads, shape.head_dim, &qkv, &error)) {
+    return report_error(program, error, kExitFailure);
+  }
   const double score_std =
       measured_score_std(qkv, 1.0 / std::sqrt(static_cast<double>(shape.head_dim)), 20000, seed);
   AttentionCall call;

@@ -10,6 +10,7 @@
 // fallback is answered on the host, exactly as on the CPU (f64 inputs always take that
 // path on CUDA: the library declines them with unsupported_dtype).
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "cli_common.h"
@@ -18,6 +19,7 @@
 #include "device_call.h"
 #include "host_array.h"
 #include "json.h"
+#include "layout_spec.h"
 #include "npy.h"
 #include "stats_report.h"
 #include "units.h"
@@ -44,14 +46,21 @@ CommandLine make_run_command_line() {
             "where to run; cuda uploads the arrays to device 0 (f64 falls back)")
       .defaults("cpu")
       .one_of({"cpu", "cuda"});
+  cl.option("layout", ArgType::String, "SPEC",
+            "token layout for --window-radius, e.g. text=256,grid=64x64 (up to 8 grids); "
+            "its token count must equal N");
   add_config_options(cl);
   cl.option("json", ArgType::Switch, "", "print JSON instead of text");
   cl.set_epilog(
       "Every ta_config field is a flag named after it (booleans take true|false); defaults\n"
       "are the library's (ta_config_defaults), validated by ta_config_validate.\n"
-      "example:\n"
+      "--layout describes the tokens (text first, then row-major grids) so that\n"
+      "--window-radius R > 0 can weight each grid query's (2R+1)^2 neighbourhood exactly.\n"
+      "examples:\n"
       "  taylor-attn run --q q.npy --k k.npy --v v.npy --out o.npy --P 3 --sub-head-blocks 1 "
-      "--json");
+      "--json\n"
+      "  taylor-attn run --q q.npy --k k.npy --v v.npy --out o.npy --P 3 --sub-head-blocks 1 "
+      "--layout text=256,grid=64x64 --window-radius 4");
   return cl;
 }
 
@@ -120,6 +129,13 @@ int cmd_run(const std::vector<std::string> &argv) {
   ta_config config;
   std::string error;
   if (!config_from_options(cl, &config, &error)) return report_error(program, error, kExitUsage);
+  std::optional<ta_token_layout> layout;
+  if (cl.has("layout")) {
+    layout.emplace();
+    if (!parse_layout_spec(cl.get_string("layout", ""), &*layout, &error)) {
+      return report_error(program, "--layout: " + error, kExitUsage);
+    }
+  }
   const std::string device = cl.get_string("device", "cpu");
   const bool on_cuda = device == "cuda";
   CudaDeviceInfo cuda_info;
@@ -144,6 +160,16 @@ int cmd_run(const std::vector<std::string> &argv) {
   }
   const int64_t B = call.q.shape[0], H = call.q.shape[1], Nq = call.q.shape[2];
   const int64_t Nk = call.k.shape[2], D = call.q.shape[3], DV = call.v.shape[3];
+  // A layout describes self-attention tokens. With Nq != Nk it is passed on as it is: the
+  // library checks its structure only and reports window_cross_attention.
+  if (layout && Nq == Nk && layout_tokens(*layout) != Nq) {
+    return report_error(program,
+                        "--layout " + layout_spec_text(*layout) + " has " +
+                            std::to_string(layout_tokens(*layout)) +
+                            " tokens, but q and k have N = " + std::to_string(Nq),
+                        kExitFailure);
+  }
+  call.layout = layout;
   call.out = make_array(call.q.dtype, {B, H, Nq, DV});
   const ta_attention_args *host_args = call.prepare();
   const ta_attention_args *args = host_args;
@@ -217,6 +243,12 @@ int cmd_run(const std::vector<std::string> &argv) {
     json.field_int("value_dim", DV);
     json.end_object();
     json.field_bool("mask", call.mask.has_value());
+    json.key("layout");
+    if (layout) {
+      json.string(layout_spec_text(*layout));
+    } else {
+      json.null();
+    }
     json.field("out", out_path);
     json.key("config");
     write_config_json(json, config);
@@ -241,7 +273,14 @@ int cmd_run(const std::vector<std::string> &argv) {
   }
   out << "config: P=" << config.P << ", sub_head_blocks=" << config.sub_head_blocks
       << ", min_tokens=" << config.min_tokens
-      << ", quality_check=" << (config.quality_check ? "on" : "off") << "\n";
+      << ", quality_check=" << (config.quality_check ? "on" : "off");
+  if (config.window_radius > 0) {
+    out << ", window_radius=" << config.window_radius
+        << ", window_text_keys=" << (config.window_text_keys ? "true" : "false")
+        << ", window_text_queries=" << (config.window_text_queries ? "true" : "false");
+  }
+  out << "\n";
+  if (layout) out << "layout: " << layout_spec_text(*layout) << "\n";
   if (fell_back) {
     out << "backend: standard (Taylor fell back: " << ta_reason_name(stats.fallback_reason)
         << "); output is exact attention of the original call, " << format_ms(fallback_ms)

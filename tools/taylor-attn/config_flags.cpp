@@ -91,6 +91,14 @@ const std::vector<ConfigFlag> &config_flags() {
       u64("seed", "seed", "seeds probe and quality-check sampling", &ta_config::seed),
       i32("threads", "num_threads", "CPU worker threads; 0 = all hardware threads",
           &ta_config::num_threads),
+      i32("window-radius", "window_radius",
+          "local-exact hybrid: exact exp on each grid query's (2R+1)^2 window, Taylor "
+          "elsewhere (needs --layout); 0 = off",
+          &ta_config::window_radius),
+      b32("window-text-keys", "window_text_keys",
+          "hybrid: text keys are in every query's exact set", &ta_config::window_text_keys),
+      b32("window-text-queries", "window_text_queries",
+          "hybrid: text queries attend exactly to all keys", &ta_config::window_text_queries),
   };
   return kFlags;
 }

@@ -74,6 +74,7 @@ bool DeviceAttentionCall::upload(const AttentionCall &host, std::string *error) 
     mask.emplace();
     if (!upload_array(*host.mask, "mask", &*mask, error)) return false;
   }
+  layout = host.layout;  // plain host struct: the library reads it on the host
   prepare();
   return true;
 }

@@ -16,6 +16,7 @@ namespace ta_cli {
 struct DeviceAttentionCall {
   DeviceArray q, k, v, out;
   std::optional<DeviceArray> mask;
+  std::optional<ta_token_layout> layout;  // copied from the host call by upload()
   ta_tensor tq{}, tk{}, tv{}, tout{}, tmask{};
   ta_attention_args args{};
 
@@ -23,7 +24,8 @@ struct DeviceAttentionCall {
   DeviceAttentionCall(const DeviceAttentionCall &) = delete;
   DeviceAttentionCall &operator=(const DeviceAttentionCall &) = delete;
 
-  // Uploads host.q, k, v (and mask) and allocates out with host.out's dtype and shape.
+  // Uploads host.q, k, v (and mask), allocates out with host.out's dtype and shape and
+  // copies host.layout.
   bool upload(const AttentionCall &host, std::string *error);
   // Copies the device output into host->out (same dtype and shape).
   bool download_out(AttentionCall *host, std::string *error) const;

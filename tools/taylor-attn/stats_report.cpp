@@ -55,15 +55,34 @@ void write_stats_json(JsonWriter &json, const ta_stats &s) {
   json.end_object();
   write_quality(json, "quality_vs_original", s.quality_vs_original);
   write_quality(json, "quality_truncation", s.quality_truncation);
+  // The local-exact hybrid, under the C names: whether it ran, why a requested window did
+  // not apply (none otherwise), and how many (query, key) pairs it weighted exactly.
+  json.field_int("window_active", s.window_active);
+  json.field("window_reason", ta_reason_name(s.window_reason));
+  json.field_int("window_exact_pairs", s.window_exact_pairs);
   json.key("time_ms");
   json.begin_object();
   json.field_num("probe", s.time_probe_ms);
   json.field_num("key_pass", s.time_key_pass_ms);
   json.field_num("query_pass", s.time_query_pass_ms);
   json.field_num("quality", s.time_quality_ms);
+  json.field_num("window", s.time_window_ms);
   json.field_num("total", s.time_total_ms);
   json.end_object();
   json.end_object();
+}
+
+std::string window_text(const ta_stats &s, const std::string &indent) {
+  if (s.window_active) {
+    return indent + "window: local-exact hybrid active, " +
+           format_count(static_cast<double>(s.window_exact_pairs)) +
+           " (query, key) pairs weighted exactly, " + format_ms(s.time_window_ms) + "\n";
+  }
+  if (s.window_reason != TA_REASON_NONE) {
+    return indent + "window: requested but not applied (" + ta_reason_name(s.window_reason) +
+           "): plain Taylor attention\n";
+  }
+  return "";
 }
 
 std::string stats_text(const ta_stats &s, const std::string &indent) {
@@ -86,10 +105,11 @@ std::string stats_text(const ta_stats &s, const std::string &indent) {
         << " sampled queries per head): rel L2 vs original " << num(s.quality_vs_original.rel_l2)
         << ", vs modified function (truncation only) " << num(s.quality_truncation.rel_l2) << "\n";
   }
+  out << window_text(s, indent);
   out << indent << "time: total " << format_ms(s.time_total_ms) << " (probe "
       << format_ms(s.time_probe_ms) << ", key pass " << format_ms(s.time_key_pass_ms)
-      << ", query pass " << format_ms(s.time_query_pass_ms) << ", quality "
-      << format_ms(s.time_quality_ms) << ")\n";
+      << ", query pass " << format_ms(s.time_query_pass_ms) << ", window "
+      << format_ms(s.time_window_ms) << ", quality " << format_ms(s.time_quality_ms) << ")\n";
   return out.str();
 }
 

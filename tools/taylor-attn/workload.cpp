@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <system_error>
 #include <thread>
 
@@ -72,125 +73,71 @@ Qkv aligned_qkv(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim, 
   return w;
 }
 
-Qkv flux_like_qkv(int64_t heads, const FluxLikeShape &shape, uint64_t seed) {
-  // Hidden content: `channels` smooth fields on the grid, each a sum of `waves` plane waves
-  // of at most `max_freq` cycles per side; text tokens get random hidden vectors.
-  constexpr int kChannels = 32;
-  constexpr int kWaves = 3;
-  constexpr int kMaxFreq = 3;
-  // Per-token noise relative to the projected content (before RMSNorm). 1.0 puts the
-  // measured score std at 1.42 (seed 0), near the 1.4 of MATH.md section 6; 0.6 gave 1.74.
-  // The demo prints the measured value.
-  constexpr double kNoise = 1.0;
-  // k's projection shares this much of q's, so q_i . k_j is large for similar content:
-  // attention is local on the grid, as in real image models.
-  constexpr double kQkShared = 0.8;
-
-  const int64_t d = shape.head_dim;
-  const int64_t image = shape.grid * shape.grid;
-  const int64_t n = shape.text_tokens + image;
+bool flux_qkv(const ta_workload_params &params, int64_t heads, int64_t head_dim, Qkv *out,
+              std::string *error) {
+  AttentionCall call;
+  if (!load_flux_call(params, 1, heads, head_dim, TA_DTYPE_F64, &call, error)) return false;
   Qkv w;
   w.batch = 1;
   w.heads = heads;
-  w.tokens = n;
-  w.head_dim = d;
-  w.value_dim = d;
-  w.q.assign(static_cast<size_t>(heads * n * d), 0.0);
-  w.k.assign(w.q.size(), 0.0);
-  w.v.assign(w.q.size(), 0.0);
-
-  Rng content(mix_seed(seed, 10));
-  std::vector<double> hidden(static_cast<size_t>(n * kChannels));
-  for (int64_t t = 0; t < shape.text_tokens; ++t) {
-    for (int c = 0; c < kChannels; ++c) {
-      hidden[static_cast<size_t>(t * kChannels + c)] = content.normal();
-    }
-  }
-  for (int c = 0; c < kChannels; ++c) {
-    for (int wave = 0; wave < kWaves; ++wave) {
-      auto freq = [&] {
-        int64_t f = static_cast<int64_t>(content.next_u64() % (2 * kMaxFreq + 1)) - kMaxFreq;
-        return static_cast<double>(f);
-      };
-      double fx = freq(), fy = freq();
-      double phase = kTwoPi * content.uniform();
-      // sqrt(2 / waves): each channel has unit variance over the grid.
-      double amp = std::sqrt(2.0 / kWaves);
-      for (int64_t y = 0; y < shape.grid; ++y) {
-        for (int64_t x = 0; x < shape.grid; ++x) {
-          double arg = kTwoPi * (fx * static_cast<double>(x) + fy * static_cast<double>(y)) /
-                           static_cast<double>(shape.grid) +
-                       phase;
-          int64_t t = shape.text_tokens + y * shape.grid + x;
-          hidden[static_cast<size_t>(t * kChannels + c)] += amp * std::sin(arg);
-        }
-      }
-    }
-  }
-
-  Rng proj(mix_seed(seed, 11));
-  Rng noise(mix_seed(seed, 12));
-  const double wscale = 1.0 / std::sqrt(static_cast<double>(kChannels));
-  std::vector<double> wq(static_cast<size_t>(d * kChannels)), wk(wq.size()), wv(wq.size());
-  for (int64_t h = 0; h < heads; ++h) {
-    for (size_t i = 0; i < wq.size(); ++i) {
-      wq[i] = wscale * proj.normal();
-      wk[i] = kQkShared * wq[i] + std::sqrt(1.0 - kQkShared * kQkShared) * wscale * proj.normal();
-      wv[i] = wscale * proj.normal();
-    }
-    for (int64_t t = 0; t < n; ++t) {
-      const double *hid = &hidden[static_cast<size_t>(t * kChannels)];
-      size_t row = static_cast<size_t>((h * n + t) * d);
-      double qq = 0.0, kk = 0.0;
-      for (int64_t j = 0; j < d; ++j) {
-        double sq = 0.0, sk = 0.0, sv = 0.0;
-        for (int c = 0; c < kChannels; ++c) {
-          size_t wi = static_cast<size_t>(j * kChannels + c);
-          sq += wq[wi] * hid[c];
-          sk += wk[wi] * hid[c];
-          sv += wv[wi] * hid[c];
-        }
-        sq += kNoise * noise.normal();
-        sk += kNoise * noise.normal();
-        sv += kNoise * noise.normal();
-        w.q[row + static_cast<size_t>(j)] = sq;
-        w.k[row + static_cast<size_t>(j)] = sk;
-        w.v[row + static_cast<size_t>(j)] = sv;
-        qq += sq * sq;
-        kk += sk * sk;
-      }
-      // RMSNorm with unit gain: x * sqrt(d) / ||x||.
-      double fq = std::sqrt(static_cast<double>(d) / qq);
-      double fk = std::sqrt(static_cast<double>(d) / kk);
-      for (int64_t j = 0; j < d; ++j) {
-        w.q[row + static_cast<size_t>(j)] *= fq;
-        w.k[row + static_cast<size_t>(j)] *= fk;
-      }
-    }
-  }
-  return w;
+  w.tokens = call.q.shape[2];
+  w.head_dim = head_dim;
+  w.value_dim = head_dim;
+  auto doubles = [](const HostArray &a) {
+    std::vector<double> v(static_cast<size_t>(a.numel()));
+    std::memcpy(v.data(), a.bytes.data(), v.size() * sizeof(double));
+    return v;
+  };
+  w.q = doubles(call.q);
+  w.k = doubles(call.k);
+  w.v = doubles(call.v);
+  *out = std::move(w);
+  return true;
 }
 
-double measured_score_std(const Qkv &qkv, double scale, int64_t pairs, uint64_t seed) {
-  if (qkv.tokens == 0 || pairs <= 0) return 0.0;
+namespace {
+
+// Shared by both overloads: q(g, i, c) and k(g, j, c) read element c of token i / j in
+// (batch, head) group g.
+template <class Q, class K>
+double score_std(int64_t groups, int64_t n, int64_t d, Q q, K k, double scale, int64_t pairs,
+                 uint64_t seed) {
+  if (n == 0 || groups == 0 || pairs <= 0) return 0.0;
   Rng rng(mix_seed(seed, 20));
-  const int64_t groups = qkv.batch * qkv.heads;
-  const int64_t n = qkv.tokens, d = qkv.head_dim;
   double sum = 0.0, sum2 = 0.0;
   for (int64_t p = 0; p < pairs; ++p) {
     int64_t g = static_cast<int64_t>(rng.next_u64() % static_cast<uint64_t>(groups));
     int64_t i = static_cast<int64_t>(rng.next_u64() % static_cast<uint64_t>(n));
     int64_t j = static_cast<int64_t>(rng.next_u64() % static_cast<uint64_t>(n));
-    const double *q = &qkv.q[static_cast<size_t>((g * n + i) * d)];
-    const double *k = &qkv.k[static_cast<size_t>((g * n + j) * d)];
     double s = 0.0;
-    for (int64_t c = 0; c < d; ++c) s += q[c] * k[c];
+    for (int64_t c = 0; c < d; ++c) s += q(g, i, c) * k(g, j, c);
     s *= scale;
     sum += s;
     sum2 += s * s;
   }
   double mean = sum / static_cast<double>(pairs);
   return std::sqrt(std::max(0.0, sum2 / static_cast<double>(pairs) - mean * mean));
+}
+
+}  // namespace
+
+double measured_score_std(const Qkv &qkv, double scale, int64_t pairs, uint64_t seed) {
+  const int64_t n = qkv.tokens, d = qkv.head_dim;
+  auto at = [n, d](const std::vector<double> &x) {
+    return [&x, n, d](int64_t g, int64_t i, int64_t c) {
+      return x[static_cast<size_t>((g * n + i) * d + c)];
+    };
+  };
+  return score_std(qkv.batch * qkv.heads, n, d, at(qkv.q), at(qkv.k), scale, pairs, seed);
+}
+
+double measured_score_std(const HostArray &q, const HostArray &k, double scale, int64_t pairs,
+                          uint64_t seed) {
+  const int64_t n = q.shape[2], d = q.shape[3];
+  auto at = [n, d](const HostArray &x) {
+    return [&x, n, d](int64_t g, int64_t i, int64_t c) { return x.get((g * n + i) * d + c); };
+  };
+  return score_std(q.shape[0] * q.shape[1], n, d, at(q), at(k), scale, pairs, seed);
 }
 
 const ta_attention_args *AttentionCall::prepare() {
@@ -204,6 +151,30 @@ void load_call(const Qkv &qkv, ta_dtype dtype, AttentionCall *call) {
   call->out = make_array(dtype, qkv.v_shape());
   call->mask.reset();
   call->prepare();
+}
+
+bool load_flux_call(const ta_workload_params &params, int64_t batch, int64_t heads,
+                    int64_t head_dim, ta_dtype dtype, AttentionCall *call, std::string *error) {
+  int64_t tokens = params.layout.text_tokens;
+  for (int g = 0; g < params.layout.num_grids && g < TA_MAX_GRIDS; ++g) {
+    tokens += params.layout.grid_height[g] * params.layout.grid_width[g];
+  }
+  const std::vector<int64_t> shape = {batch, heads, tokens, head_dim};
+  call->q = make_array(dtype, shape);
+  call->k = make_array(dtype, shape);
+  call->v = make_array(dtype, shape);
+  call->out = make_array(dtype, shape);
+  call->mask.reset();
+  call->layout = params.layout;
+  const ta_tensor tq = call->q.tensor(), tk = call->k.tensor(), tv = call->v.tensor();
+  const ta_status st = ta_workload_generate(&params, &tq, &tk, &tv);
+  if (st != TA_OK) {
+    *error = std::string("ta_workload_generate: ") + ta_status_string(st) + ": " +
+             ta_last_error_message();
+    return false;
+  }
+  call->prepare();
+  return true;
 }
 
 void load_gaussian_call(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,

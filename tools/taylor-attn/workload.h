@@ -47,26 +47,26 @@ Qkv gaussian_qkv(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,
 Qkv aligned_qkv(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim, double spread,
                 uint64_t seed);
 
-// A Flux-shaped call (B = 1): `text_tokens` random tokens followed by a grid x grid image
-// whose content is spatially smooth (a few low-frequency plane waves per hidden channel),
-// projected per head to q, k, v with a little noise; q and k are RMS-normalised per head
-// vector like Flux's QK RMSNorm (unit gain), so |q| = |k| = sqrt(d).
-struct FluxLikeShape {
-  int64_t text_tokens = 512;
-  int64_t grid = 64;  // 64 x 64 = 4096 image tokens: Flux at 1024^2
-  int64_t head_dim = 128;
-};
-Qkv flux_like_qkv(int64_t heads, const FluxLikeShape &shape, uint64_t seed);
+// The library's synthetic image-like workload (ta_workload_generate: smooth content on the
+// layout's grids, QK RMSNorm, Flux's 3-axis RoPE; see taylor_attention.h), batch 1, in
+// doubles: q, k [1,H,N,d] and v [1,H,N,d], N from params.layout. False with the library's
+// message when it rejects the parameters.
+bool flux_qkv(const ta_workload_params &params, int64_t heads, int64_t head_dim, Qkv *out,
+              std::string *error);
 
 // Standard deviation of scale * q_i . k_j over `pairs` random (i, j) pairs of the same
 // batch and head: the "score spread" the accuracy tables in MATH.md are organised by.
 double measured_score_std(const Qkv &qkv, double scale, int64_t pairs, uint64_t seed);
+// The same for q, k host arrays [B,H,N,D] (any dtype).
+double measured_score_std(const HostArray &q, const HostArray &k, double scale, int64_t pairs,
+                          uint64_t seed);
 
 // q, k, v as host arrays of one dtype plus an output array, and the ta_tensor views and
 // ta_attention_args pointing at them. Not copyable: the views point into the arrays.
 struct AttentionCall {
   HostArray q, k, v, out;
   std::optional<HostArray> mask;
+  std::optional<ta_token_layout> layout;  // args.layout (the local-exact hybrid) when set
   ta_tensor tq{}, tk{}, tv{}, tout{}, tmask{};
   ta_attention_args args{};
 
@@ -95,11 +95,19 @@ const ta_attention_args *bind_call_args(Call &call) {
     call.tmask = call.mask->tensor();
     call.args.mask = &call.tmask;
   }
+  call.args.layout = call.layout ? &*call.layout : nullptr;
   return &call.args;
 }
 
 // Fills call->q/k/v from the workload in `dtype` and allocates out [B,H,N,DV] in `dtype`.
 void load_call(const Qkv &qkv, ta_dtype dtype, AttentionCall *call);
+
+// The library's synthetic workload (as flux_qkv, any batch) written straight into q, k, v
+// of `dtype` (dv = head_dim), out allocated, call->layout set to params.layout. For bench
+// sizes (24 heads at N = 66048) where doubles would not fit. False with the library's
+// message when it rejects the parameters.
+bool load_flux_call(const ta_workload_params &params, int64_t batch, int64_t heads,
+                    int64_t head_dim, ta_dtype dtype, AttentionCall *call, std::string *error);
 
 // load_call(gaussian_qkv(batch, heads, tokens, head_dim, spread, seed), dtype, call) without
 // the double copies: the same numbers, written straight into arrays of `dtype` (q, k and v on
