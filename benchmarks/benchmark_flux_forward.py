@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
 """One forward step of a Flux-architecture transformer with synthetic weights, standard
-attention against Taylor attention through the ComfyUI-style override path.
+attention against Taylor attention (plain, and the local-exact hybrid for each --window
+radius) through the ComfyUI-style node path.
 
-    python benchmarks/benchmark_flux_forward.py --device cuda --dtype float16 --height 1024 --width 1024
+    python benchmarks/benchmark_flux_forward.py --device cuda --dtype float16 --height 1024 --width 1024 --window 2,4
 
 The model is written here from the architecture facts in COMFYUI.md (FLUX.1-dev sizes
 by default: hidden 3072, 24 heads x 128, 19 double-stream and 38 single-stream blocks,
 MLP ratio 4, QK RMSNorm, 3-axis RoPE with axes (16, 56, 56) and theta 10000, modulation
 from the timestep/guidance/pooled-text vector, text tokens first). Weights are random.
-Every attention call goes through a wrap_attn-style dispatch with the
-``transformer_options`` of the call (block_type, block_index, ...), exactly where the node
-installs its override. Reports step time (median after warm-up), peak memory, the
-relative L2 difference of the Taylor step's output against the standard step, and the
-override's call summary (Taylor calls and fallbacks by reason).
+The model takes a latent [B, 16, H/8, W/8] and patchifies it with patch 2 like Flux, and
+each step is one model call made the way ComfyUI's sampler makes it (the stand-ins in
+taylor_attention.dispatch): the node (comfy_node.apply_backend) installs the override and,
+for the hybrid, its model-call wrapper, which reads the token layout (text length, latent
+size, patch size) so that the window applies; every attention call goes through a
+wrap_attn-style dispatch with the ``transformer_options`` of the call. Reports step time
+(median after warm-up), peak memory, the relative L2 difference of each step's output
+against the standard step, and the override's call summary (Taylor calls, hybrid calls,
+fallbacks by reason).
 
 Quick CPU run: --device cpu --dtype float32 --height 256 --width 256 --hidden 256
 --heads 2 --depth 1 --depth-single 2 --txt-tokens 32 --context-dim 64 --vec-dim 32
@@ -48,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--sub-head-blocks", type=int, default=4)
     p.add_argument("--qk-normalize", action="store_true")
     p.add_argument("--min-tokens", type=int, default=100)
+    p.add_argument("--window", default="4", help="comma-separated window radii of the hybrid runs "
+                   "(plain Taylor always runs; 0 entries are ignored)")
     p.add_argument("--quality-check", action="store_true", help="run the sampled quality check on every call")
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
@@ -63,7 +70,7 @@ def build(args, device, dtype):
     import torch.nn.functional as F
 
     ta = import_package()
-    from taylor_attention.dispatch import attention_pytorch
+    from taylor_attention.dispatch import BaseModelStandIn, RegistryModelPatcherStandIn, attention_pytorch
 
     def rope_table(ids, axes, theta):
         """ids [B, L, 3] -> (cos, sin) [B, 1, L, D/2]: each axis rotates its own pairs."""
@@ -193,7 +200,8 @@ def build(args, device, dtype):
                 axes[-1] = head_dim - sum(axes[:-1])
             self.axes, self.theta = axes, a.theta
             mlp_hidden = int(a.hidden * a.mlp_ratio)
-            self.img_in = nn.Linear(64, a.hidden)  # patch 2 over a 16-channel latent
+            self.patch_size = 2  # what the node reads to turn the latent size into tokens
+            self.img_in = nn.Linear(16 * 4, a.hidden)  # patch 2 over a 16-channel latent
             self.time_in = nn.Sequential(nn.Linear(256, a.hidden), nn.SiLU(), nn.Linear(a.hidden, a.hidden))
             self.guidance_in = nn.Sequential(nn.Linear(256, a.hidden), nn.SiLU(), nn.Linear(a.hidden, a.hidden))
             self.vector_in = nn.Sequential(nn.Linear(a.vec_dim, a.hidden), nn.SiLU(), nn.Linear(a.hidden, a.hidden))
@@ -205,9 +213,26 @@ def build(args, device, dtype):
                                                for _ in range(a.depth_single))
             self.final_norm = nn.LayerNorm(a.hidden, elementwise_affine=False, eps=1e-6)
             self.final_mod = nn.Linear(a.hidden, 2 * a.hidden)
-            self.final_linear = nn.Linear(a.hidden, 64)
+            self.final_linear = nn.Linear(a.hidden, 16 * 4)
 
-        def forward(self, img, img_ids, txt, txt_ids, timesteps, y, guidance, transformer_options):
+        def forward(self, x, timestep, context=None, y=None, guidance=None, control=None,
+                    transformer_options=None, **kwargs):
+            """ComfyUI's diffusion-model signature: latent x [B, 16, H, W] -> same shape."""
+            B, C, H, W = x.shape
+            p = self.patch_size
+            x = F.pad(x, (0, (-W) % p, 0, (-H) % p))
+            h, w = x.shape[-2] // p, x.shape[-1] // p
+            img = x.view(B, C, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(B, h * w, C * p * p)
+            img_ids = torch.zeros(B, h * w, 3, device=x.device)
+            img_ids[..., 1] = torch.arange(h, device=x.device).repeat_interleave(w).float()
+            img_ids[..., 2] = torch.arange(w, device=x.device).repeat(h).float()
+            txt_ids = torch.zeros(B, context.shape[1], 3, device=x.device)
+            out = self.forward_tokens(img, img_ids, context, txt_ids, timestep, y, guidance,
+                                      transformer_options or {})
+            out = out.view(B, h, w, C, p, p).permute(0, 3, 1, 4, 2, 5).reshape(B, C, h * p, w * p)
+            return out[:, :, :H, :W]
+
+        def forward_tokens(self, img, img_ids, txt, txt_ids, timesteps, y, guidance, transformer_options):
             img = self.img_in(img)
             vec = self.time_in(timestep_embedding(timesteps, 256).to(img.dtype))
             vec = vec + self.guidance_in(timestep_embedding(guidance, 256).to(img.dtype))
@@ -231,7 +256,7 @@ def build(args, device, dtype):
     torch.manual_seed(args.seed)
     with torch.device(device):
         model = Flux(args).to(dtype).eval()
-    return model, ta
+    return RegistryModelPatcherStandIn(BaseModelStandIn(model)), model, ta
 
 
 def main(argv=None) -> int:
@@ -242,63 +267,72 @@ def main(argv=None) -> int:
     dtype = parse_dtype(args.dtype)
     if args.hidden % args.heads:
         raise SystemExit("--hidden must be divisible by --heads")
-    model, ta = build(args, device, dtype)
-    from taylor_attention import override as ov_mod
+    windows = [int(r) for r in args.window.split(",") if r.strip() and int(r) > 0]
+    patcher, model, ta = build(args, device, dtype)
+    from taylor_attention import comfy_node, override as ov_mod
+    from taylor_attention.dispatch import run_model
 
     B = args.batch
-    h, w = args.height // 16, args.width // 16
-    n_img, n_txt = h * w, args.txt_tokens
+    lh, lw = args.height // 8, args.width // 8  # the latent; patch 2 -> H/16 x W/16 tokens
+    n_img, n_txt = -(-lh // 2) * -(-lw // 2), args.txt_tokens
     gen = torch.Generator(device="cpu").manual_seed(args.seed + 1)
-    img = torch.randn(B, n_img, 64, generator=gen).to(device, dtype)
+    x = torch.randn(B, 16, lh, lw, generator=gen).to(device, dtype)
     txt = torch.randn(B, n_txt, args.context_dim, generator=gen).to(device, dtype)
     y = torch.randn(B, args.vec_dim, generator=gen).to(device, dtype)
-    img_ids = torch.zeros(B, n_img, 3, device=device)
-    img_ids[..., 1] = torch.arange(h, device=device).repeat_interleave(w).float()
-    img_ids[..., 2] = torch.arange(w, device=device).repeat(h).float()
-    txt_ids = torch.zeros(B, n_txt, 3, device=device)
     t = torch.full((B,), 0.5, device=device)
     guidance = torch.full((B,), 3.5, device=device)
 
-    config = ta.TaylorConfig(P=args.P, sub_head_blocks=args.sub_head_blocks, qk_normalize=args.qk_normalize,
-                             min_tokens=args.min_tokens, quality_check=args.quality_check,
-                             log_shapes=False, log_fallbacks=False, memory_reserve=False)
-    model_options = {"transformer_options": {}}
-    override = ov_mod.install(model_options, config, summary_every=0)
-    standard_options = {}
-    taylor_options = model_options["transformer_options"]
+    node_params = dict(P=args.P, sub_head_blocks=args.sub_head_blocks, qk_normalize=args.qk_normalize,
+                       min_tokens=args.min_tokens, quality_check=args.quality_check,
+                       log_shapes=False, log_fallbacks=False, memory_reserve=False)
 
-    def step(options):
+    def step(m):
         with torch.inference_mode():
-            return model(img, img_ids, txt, txt_ids, t, y, guidance, dict(options))
+            return run_model(m, x, t, c_crossattn=txt, y=y, guidance=guidance)
 
     params = sum(p.numel() for p in model.parameters())
     env = environment(device)
     print(f"# Flux-architecture step, synthetic weights ({params / 1e6:,.1f} M parameters), "
           f"{args.height}x{args.width} -> {n_img} image + {n_txt} text tokens, B={B}, {args.dtype}, "
-          f"{env.get('gpu', env['cpu'])}")
-    out_std = step(standard_options)
-    out_tay = step(taylor_options)
-    calls_per_step = override.calls
-    diff = float((out_tay.double() - out_std.double()).norm() / out_std.double().norm())
-    t_std = time_fn(lambda: step(standard_options), device, args.iters, args.warmup)
-    m_std = peak_memory(lambda: step(standard_options), device)
-    t_tay = time_fn(lambda: step(taylor_options), device, args.iters, args.warmup)
-    m_tay = peak_memory(lambda: step(taylor_options), device)
-    summary = override.summary()
+          f"P={args.P} G={args.sub_head_blocks}, {env.get('gpu', env['cpu'])}")
+    out_std = step(patcher)
+    t_std = time_fn(lambda: step(patcher), device, args.iters, args.warmup)
+    m_std = peak_memory(lambda: step(patcher), device)
+    print(f"{'variant':<14} {'step ms':>10} {'vs standard':>12} {'peak':>10} {'rel L2 vs std':>14}  attention calls")
+    print(f"{'standard':<14} {t_std['median_ms']:>10.2f} {'1.00x':>12} {fmt_bytes(m_std):>10} {0.0:>14.4f}")
+    variants = []
+    for radius in [0] + windows:
+        name = "taylor" if radius == 0 else f"hybrid r={radius}"
+        m = comfy_node.apply_backend(patcher, "taylor", window_radius=radius, **node_params)
+        state = m.model_options["transformer_options"][ov_mod.CONFIG_KEY]
+        state.summary_every = 0
+        out = step(m)
+        calls_per_step = state.calls
+        diff = float((out.double() - out_std.double()).norm() / out_std.double().norm())
+        timing = time_fn(lambda: step(m), device, args.iters, args.warmup)
+        memory = peak_memory(lambda: step(m), device)
+        summary = state.summary()
+        variants.append({"name": name, "window_radius": radius, "step_ms": timing["median_ms"],
+                         "step_min_ms": timing["min_ms"], "peak_bytes": memory,
+                         "rel_l2_vs_standard": diff, "attention_calls_per_step": calls_per_step,
+                         "override_summary": summary})
+        calls = (f"taylor {summary['by_backend'].get('taylor', 0)}, standard "
+                 f"{summary['by_backend'].get('standard', 0)}, fallbacks {summary['by_reason'] or 'none'}")
+        if radius:
+            calls += f", hybrid {summary['window_calls']}, window off {summary['window_off'] or 'never'}"
+        print(f"{name:<14} {timing['median_ms']:>10.2f} {timing['median_ms'] / t_std['median_ms']:>11.2f}x "
+              f"{fmt_bytes(memory):>10} {diff:>14.4f}  {calls}")
+    plain = variants[0]
     result = {
         "benchmark": "flux_forward", "args": vars(args), "environment": env,
         "parameters": params, "image_tokens": n_img, "text_tokens": n_txt,
-        "attention_calls_per_step": calls_per_step,
-        "standard_ms": t_std["median_ms"], "taylor_ms": t_tay["median_ms"],
-        "standard_peak_bytes": m_std, "taylor_peak_bytes": m_tay,
-        "rel_l2_taylor_vs_standard": diff, "override_summary": summary,
+        "attention_calls_per_step": plain["attention_calls_per_step"],
+        "standard_ms": t_std["median_ms"], "standard_peak_bytes": m_std,
+        "taylor_ms": plain["step_ms"], "taylor_peak_bytes": plain["peak_bytes"],
+        "rel_l2_taylor_vs_standard": plain["rel_l2_vs_standard"],
+        "override_summary": plain["override_summary"],
+        "variants": variants,
     }
-    print(f"standard step: {t_std['median_ms']:.2f} ms (median of {t_std['iters']}), peak {fmt_bytes(m_std)}")
-    print(f"taylor step:   {t_tay['median_ms']:.2f} ms (median of {t_tay['iters']}), peak {fmt_bytes(m_tay)}")
-    print(f"output difference (rel L2, taylor vs standard): {diff:.4f}")
-    taylor_calls = summary["by_backend"].get("taylor", 0)
-    print(f"attention calls per step: {calls_per_step}; over all steps taylor {taylor_calls}, "
-          f"standard {summary['by_backend'].get('standard', 0)}, fallbacks {summary['by_reason'] or 'none'}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

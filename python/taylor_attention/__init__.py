@@ -7,6 +7,8 @@ Main entry points:
 * :func:`taylor_attention` - ``(q, k, v, mask=None, scale=None, **params) -> (out, stats)``
 * :func:`attention_op` / ``torch.ops.taylor_attention.attention`` - the custom op
 * :class:`TaylorAttentionOverride` - ComfyUI's ``optimized_attention_override``
+* :class:`TokenLayout` - ``[text | grids]`` token layout for the local-exact hybrid
+* :func:`generate_workload` - synthetic Flux-like q, k, v from the library's generator
 * :func:`load_library`, :func:`library_status` - the shared library
 """
 
@@ -14,10 +16,12 @@ from ._lib import (ABI_VERSION, LIB_ENV, Library, LibraryUnavailable, TaylorAtte
                    library_status, load_library, reset_library_cache, try_load_library)
 from .config import DEFAULTS, PARAM_NAMES, PARAMS, TaylorConfig, feature_dim
 from .engine import AttentionStats, Quality, exact_attention
+from .layout import TokenLayout
 from .ops import (TaylorAttentionFallback, attention_op, last_stats, op_available,
                   taylor_attention)
 from .override import (CONFIG_KEY, OVERRIDE_KEY, TaylorAttentionOverride, install,
                        make_override_function, taylor_state_of, uninstall)
+from .workload import generate_workload, workload_available
 
 __version__ = "0.1.0"
 
@@ -28,5 +32,5 @@ __all__ = [
     "AttentionStats", "Quality", "exact_attention",
     "TaylorAttentionFallback", "attention_op", "last_stats", "op_available", "taylor_attention",
     "CONFIG_KEY", "OVERRIDE_KEY", "TaylorAttentionOverride", "install", "make_override_function",
-    "taylor_state_of", "uninstall",
+    "taylor_state_of", "uninstall", "TokenLayout", "generate_workload", "workload_available",
 ]

@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 log = logging.getLogger("taylor_attention")
 
 #: TA_ABI_VERSION this binding was written against.
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 #: Environment variable naming the shared library to load (a file path).
 LIB_ENV = "TAYLOR_ATTENTION_LIB"
@@ -51,8 +51,10 @@ TA_BACKEND_CUDA = 2
 TA_REFERENCE_EXACT_ORIGINAL = 0
 TA_REFERENCE_EXACT_MODIFIED = 1
 TA_REFERENCE_TAYLOR_QUADRATIC = 2
+TA_REFERENCE_HYBRID_QUADRATIC = 3
 
 TA_MAX_DIMS = 4
+TA_MAX_GRIDS = 8
 
 #: Reason codes of the header's ``ta_reason`` enum, by stable name. The names are the
 #: ones ``ta_reason_name`` returns; :func:`reason_name` asks the library when loaded.
@@ -72,8 +74,11 @@ REASONS = {
     12: "denominator_invalid",
     13: "non_finite_output",
     14: "out_of_memory",
+    # window notes (ta_stats.window_reason): the hybrid was asked for but ran as plain Taylor
+    15: "window_no_layout",
+    16: "window_cross_attention",
 }
-REASON_COUNT = 15
+REASON_COUNT = 17
 
 
 # ---------------------------------------------------------------- structs
@@ -89,6 +94,15 @@ class TaTensor(ctypes.Structure):
     ]
 
 
+class TaTokenLayout(ctypes.Structure):
+    _fields_ = [
+        ("text_tokens", ctypes.c_int64),
+        ("num_grids", ctypes.c_int32),
+        ("grid_height", ctypes.c_int64 * TA_MAX_GRIDS),
+        ("grid_width", ctypes.c_int64 * TA_MAX_GRIDS),
+    ]
+
+
 class TaAttentionArgs(ctypes.Structure):
     _fields_ = [
         ("q", ctypes.POINTER(TaTensor)),
@@ -96,6 +110,7 @@ class TaAttentionArgs(ctypes.Structure):
         ("v", ctypes.POINTER(TaTensor)),
         ("mask", ctypes.POINTER(TaTensor)),
         ("out", ctypes.POINTER(TaTensor)),
+        ("layout", ctypes.POINTER(TaTokenLayout)),
     ]
 
 
@@ -124,6 +139,9 @@ class TaConfig(ctypes.Structure):
         ("quality_check_samples", ctypes.c_int32),
         ("seed", ctypes.c_uint64),
         ("num_threads", ctypes.c_int32),
+        ("window_radius", ctypes.c_int32),
+        ("window_text_keys", ctypes.c_int32),
+        ("window_text_queries", ctypes.c_int32),
     ]
 
 
@@ -164,6 +182,10 @@ class TaStats(ctypes.Structure):
         ("time_query_pass_ms", ctypes.c_double),
         ("time_quality_ms", ctypes.c_double),
         ("time_total_ms", ctypes.c_double),
+        ("window_active", ctypes.c_int32),
+        ("window_reason", ctypes.c_int),
+        ("window_exact_pairs", ctypes.c_int64),
+        ("time_window_ms", ctypes.c_double),
     ]
 
 
@@ -174,6 +196,18 @@ class TaMemoryEstimate(ctypes.Structure):
         ("workspace_bytes", ctypes.c_int64),
         ("output_bytes", ctypes.c_int64),
         ("total_bytes", ctypes.c_int64),
+    ]
+
+
+class TaWorkloadParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("layout", TaTokenLayout),
+        ("smoothness", ctypes.c_double),
+        ("gain", ctypes.c_double),
+        ("alignment", ctypes.c_double),
+        ("rope", ctypes.c_int32),
+        ("seed", ctypes.c_uint64),
     ]
 
 
@@ -213,7 +247,16 @@ _SIGNATURES = {
     "ta_reference_attention": (ctypes.c_int, [_P(TaAttentionArgs), _P(TaConfig), ctypes.c_int]),
     "ta_feature_dim": (ctypes.c_int, [ctypes.c_int64, ctypes.c_int32, _P(ctypes.c_int64)]),
     "ta_backend_available": (ctypes.c_int, [ctypes.c_int]),
+    "ta_workload_defaults": (ctypes.c_int, [_P(TaWorkloadParams)]),
+    "ta_workload_generate": (
+        ctypes.c_int,
+        [_P(TaWorkloadParams), _P(TaTensor), _P(TaTensor), _P(TaTensor)],
+    ),
 }
+
+# Symbols a library of this ABI may still lack while they are being written (the
+# synthetic-workload generator); absent ones are set to None and their users say so.
+_OPTIONAL = {"ta_workload_defaults", "ta_workload_generate"}
 
 
 class LibraryUnavailable(RuntimeError):
@@ -297,6 +340,9 @@ class Library:
         for name, (restype, argtypes) in _SIGNATURES.items():
             fn = getattr(self.cdll, name, None)
             if fn is None:
+                if name in _OPTIONAL:
+                    setattr(self, name, None)
+                    continue
                 raise LibraryUnavailable(f"{path} lacks the symbol {name}: rebuild it ({BUILD_HINT})")
             fn.restype = restype
             fn.argtypes = argtypes
@@ -362,6 +408,18 @@ class Library:
 
     def backend_available(self, device: int) -> bool:
         return bool(self.ta_backend_available(device))
+
+    @property
+    def has_workload(self) -> bool:
+        """True when the library exports the synthetic-workload generator."""
+        return self.ta_workload_defaults is not None and self.ta_workload_generate is not None
+
+    def workload_defaults(self) -> TaWorkloadParams:
+        if not self.has_workload:
+            raise LibraryUnavailable(f"{self.path} has no ta_workload_defaults: rebuild it ({BUILD_HINT})")
+        params = TaWorkloadParams()
+        self.raise_for(self.ta_workload_defaults(ctypes.byref(params)), "ta_workload_defaults")
+        return params
 
 
 _lock = threading.Lock()

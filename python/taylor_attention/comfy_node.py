@@ -12,6 +12,7 @@ from typing import Any, List
 
 from . import _lib
 from .config import BACKENDS, PARAMS, TaylorConfig
+from .model_layout import install_recorder, remove_recorder
 from .override import CONFIG_KEY, OVERRIDE_KEY, install, uninstall
 
 log = logging.getLogger("taylor_attention")
@@ -23,7 +24,9 @@ DESCRIPTION = (
     "Switches the model's attention to Taylor attention: exp replaced by its truncated Taylor "
     "series over symmetric polynomial features, linear in the number of tokens. Calls it "
     "declines (guards, numerical checks, unsupported device or dtype, missing library) run "
-    "the standard attention. 'standard' removes the override again."
+    "the standard attention. With window_radius > 0 each image query's neighbourhood (and "
+    "the text) is weighted exactly (the local-exact hybrid); the node reads the token layout "
+    "from each model call. 'standard' removes the override again."
 )
 
 try:
@@ -67,16 +70,29 @@ def log_availability_once() -> None:
 def apply_backend(model: Any, backend: str = "taylor", **params: Any) -> Any:
     """The node's work: a clone of ``model`` with the Taylor override installed
     (``backend="taylor"``) or removed with any displaced override restored
-    (``"standard"``). ``params`` are the node parameters (defaults otherwise)."""
+    (``"standard"``). ``params`` are the node parameters (defaults otherwise).
+
+    With ``window_radius`` > 0 the clone's model call is also wrapped so that each call's
+    token layout reaches the override (:func:`model_layout.install_recorder`); "standard"
+    and a taylor node with the window off remove that wrapper again."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     m = model.clone()
     if backend == "standard":
         uninstall(m.model_options)
+        remove_recorder(m)
         return m
     config = TaylorConfig.from_kwargs(check=True, **params)
     log_availability_once()
-    install(m.model_options, config)
+    state = install(m.model_options, config)
+    if config.window_radius > 0:
+        how = install_recorder(m, state.layouts)
+        if not how:
+            log.warning("taylor_attention: this model offers no way to wrap its model call "
+                        "(no wrapper registry, no model_options): the window cannot learn the "
+                        "token layout and every call runs plain Taylor attention")
+    else:
+        remove_recorder(m)
     return m
 
 

@@ -18,6 +18,7 @@ import torch
 from . import _lib
 from ._lib import Library, TaStats, TaTensor, TaConfig
 from .config import TaylorConfig
+from .layout import TokenLayout
 
 # Fallback reasons decided on the Python side (the engine's names come from ta_reason_name).
 REASON_LIBRARY_UNAVAILABLE = "library_unavailable"
@@ -99,6 +100,12 @@ class AttentionStats:
     time_query_pass_ms: float = 0.0
     time_quality_ms: float = 0.0
     time_total_ms: float = 0.0
+    # local-exact hybrid: whether it ran, why a requested window did not (a reason name,
+    # "none" otherwise), the (query, key) pairs weighted exactly, and its share of the time
+    window_active: bool = False
+    window_reason: str = "none"
+    window_exact_pairs: int = 0
+    time_window_ms: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -144,6 +151,10 @@ def stats_from_c(lib: Library, status: int, s: TaStats) -> AttentionStats:
         time_query_pass_ms=float(s.time_query_pass_ms),
         time_quality_ms=float(s.time_quality_ms),
         time_total_ms=float(s.time_total_ms),
+        window_active=bool(s.window_active),
+        window_reason=lib.reason_name(s.window_reason),
+        window_exact_pairs=int(s.window_exact_pairs),
+        time_window_ms=float(s.time_window_ms),
     )
 
 
@@ -235,11 +246,14 @@ class Call:
 
     ``out_layout`` "bhnd" allocates out contiguous as [B,H,Nq,dv]; "bnhd" allocates
     [B,Nq,H,dv] contiguous and hands the library its [B,H,Nq,dv] transpose, so that the
-    result reshapes to ComfyUI's [B,Nq,H*dv] without a copy."""
+    result reshapes to ComfyUI's [B,Nq,H*dv] without a copy. ``layout`` (a
+    :class:`TokenLayout`, optional) is the token layout for the local-exact hybrid; for
+    self-attention its token count must equal N (ValueError otherwise: the library would
+    refuse it as a malformed call)."""
 
     def __init__(self, lib: Library, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  mask: Optional[torch.Tensor], cfg: TaConfig, out_layout: str = "bhnd",
-                 out: Optional[torch.Tensor] = None):
+                 out: Optional[torch.Tensor] = None, layout: Optional[TokenLayout] = None):
         self.lib = lib
         self.cfg = cfg
         if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
@@ -265,6 +279,13 @@ class Call:
         self.args.v = ctypes.pointer(self._tv)
         self.args.mask = ctypes.pointer(self._tmask) if self._tmask is not None else None
         self.args.out = ctypes.pointer(self._tout)
+        self.layout = layout
+        self._tlayout = None
+        if layout is not None:
+            if q.shape[2] == k.shape[2]:
+                layout.check(q.shape[2])
+            self._tlayout = layout.to_c()
+            self.args.layout = ctypes.pointer(self._tlayout)
 
     def check(self) -> str:
         """The guard decision: "none" or a fallback reason name."""

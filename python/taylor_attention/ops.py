@@ -18,6 +18,7 @@ import torch
 
 from . import _lib
 from .config import TaylorConfig
+from .layout import TokenLayout, pack_layout
 from .engine import (REASON_LIBRARY_UNAVAILABLE, AttentionStats, Call, Declined,
                      OOM_ERRORS, exact_attention, make_ta_config)
 
@@ -29,6 +30,7 @@ PACKED_FIELDS = [
     "scale_mul", "scale", "block_size_q", "block_size_k", "eps", "fallback_on_negative",
     "allow_cross_attention", "max_head_dim", "force_fp32", "early_probe", "probe_samples",
     "denom_fp32", "quality_check", "quality_check_samples", "seed", "num_threads",
+    "window_radius", "window_text_keys", "window_text_queries",
 ]
 _FLOAT_FIELDS = {"scale_mul", "scale", "eps"}
 
@@ -93,11 +95,13 @@ def register_listener(obj: Any) -> int:
 
 def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
         config: TaylorConfig, scale: Optional[float] = None, quality_check: Optional[bool] = None,
-        out_layout: str = "bhnd", force_fp32: bool = False) -> Tuple[Optional[torch.Tensor], AttentionStats]:
+        out_layout: str = "bhnd", force_fp32: bool = False,
+        layout: Optional[TokenLayout] = None) -> Tuple[Optional[torch.Tensor], AttentionStats]:
     """One engine call in the library's layout. Returns (out, stats) when Taylor produced
     the output and (None, stats) when it declined for any reason, including the library
     being unavailable, an unsupported dtype/device and CUDA OOM. Raises
-    ``TaylorAttentionError`` for a malformed call (e.g. mismatched shapes)."""
+    ``TaylorAttentionError`` for a malformed call (e.g. mismatched shapes) and ValueError
+    for a ``layout`` whose token count differs from N."""
     lib = _lib.try_load_library()
     if lib is None:
         _, why = _lib.library_status()
@@ -105,7 +109,7 @@ def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.
     try:
         cfg = make_ta_config(lib, config, scale=scale, quality_check=quality_check,
                              force_fp32=force_fp32)
-        call = Call(lib, q, k, v, mask, cfg, out_layout=out_layout)
+        call = Call(lib, q, k, v, mask, cfg, out_layout=out_layout, layout=layout)
         reason = call.check()
         if reason != "none":
             return None, AttentionStats.declined(reason)
@@ -119,7 +123,8 @@ def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.
 
 def taylor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      mask: Optional[torch.Tensor] = None, scale: Optional[float] = None, *,
-                     on_fallback: str = "none", **params: Any) -> Tuple[Optional[torch.Tensor], AttentionStats]:
+                     on_fallback: str = "none", layout: Any = None,
+                     **params: Any) -> Tuple[Optional[torch.Tensor], AttentionStats]:
     """Taylor attention for users outside ComfyUI.
 
     q [B,H,Nq,d], k [B,H,Nk,d], v [B,H,Nk,dv] (any strides, f16/bf16/f32, f64 on the
@@ -127,6 +132,12 @@ def taylor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     [Nk], [B,Nk] or [B|1,1|H,1|Nq,Nk] (a key-padding mask). ``scale`` defaults to
     d^-1/2. ``params`` are the node's parameters (P, sub_head_blocks, qk_normalize, ...,
     see :data:`taylor_attention.config.PARAMS`; note the default sub_head_blocks=4).
+
+    ``layout``: the token layout for the local-exact hybrid (``window_radius`` > 0, default
+    4): a :class:`TokenLayout` or ``(text_tokens, [(h, w), ...])`` whose token count equals
+    N (ValueError otherwise). Without it the call runs plain Taylor attention and
+    ``stats.window_reason`` is ``window_no_layout``; ``stats.window_active`` says whether
+    the hybrid ran.
 
     Returns ``(out, stats)`` with out [B,H,Nq,dv] in q's dtype. When the engine declines
     (``stats.fallback_reason`` names why), ``on_fallback`` decides: ``"none"`` (default)
@@ -136,7 +147,7 @@ def taylor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if on_fallback not in ("none", "raise", "exact"):
         raise ValueError(f"on_fallback must be none, raise or exact, not {on_fallback!r}")
     config = TaylorConfig.from_kwargs(**params)
-    out, stats = run(q, k, v, mask, config, scale=scale)
+    out, stats = run(q, k, v, mask, config, scale=scale, layout=TokenLayout.coerce(layout))
     if out is None:
         if on_fallback == "raise":
             raise TaylorAttentionFallback(stats)
@@ -147,15 +158,19 @@ def taylor_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 # ---------------------------------------------------------------- custom op
 def _op_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
-             scale: float, config: List[float], out_bnhd: bool, state_id: int) -> torch.Tensor:
+             scale: float, config: List[float], out_bnhd: bool, state_id: int,
+             layout: List[int]) -> torch.Tensor:
     cfg = unpack_config(config)
-    layout = "bnhd" if out_bnhd else "bhnd"
+    out_layout = "bnhd" if out_bnhd else "bhnd"
     listener = _listeners.get(int(state_id)) if state_id else None
     try:
+        tokens = TokenLayout.unpack(layout)
         if listener is not None:
-            out, stats = listener.run_for_op(q, k, v, mask, cfg, scale if scale > 0 else None, layout)
+            out, stats = listener.run_for_op(q, k, v, mask, cfg, scale if scale > 0 else None,
+                                             out_layout, tokens)
         else:
-            out, stats = run(q, k, v, mask, cfg, scale=scale if scale > 0 else None, out_layout=layout)
+            out, stats = run(q, k, v, mask, cfg, scale=scale if scale > 0 else None,
+                             out_layout=out_layout, layout=tokens)
     except Exception as exc:  # the op must always answer: exact attention below
         out, stats = None, AttentionStats.declined("exception", repr(exc))
     _set_last_stats(stats)
@@ -174,7 +189,7 @@ def _empty_out(q: torch.Tensor, v: torch.Tensor, out_bnhd: bool) -> torch.Tensor
     return q.new_empty((B, H, Nq, dv))
 
 
-def _op_fake(q, k, v, mask, scale, config, out_bnhd, state_id):
+def _op_fake(q, k, v, mask, scale, config, out_bnhd, state_id, layout):
     return _empty_out(q, v, out_bnhd)
 
 
@@ -198,8 +213,9 @@ def _register_op() -> Optional[Callable[..., torch.Tensor]]:
 
 
 def _op_impl_typed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
-                   scale: float, config: List[float], out_bnhd: bool, state_id: int) -> torch.Tensor:
-    return _op_impl(q, k, v, mask, scale, config, out_bnhd, state_id)
+                   scale: float, config: List[float], out_bnhd: bool, state_id: int,
+                   layout: List[int]) -> torch.Tensor:
+    return _op_impl(q, k, v, mask, scale, config, out_bnhd, state_id, layout)
 
 
 _op = _register_op()
@@ -213,13 +229,16 @@ def op_available() -> bool:
 def attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
                  config: Optional[TaylorConfig] = None, out_bnhd: bool = False,
-                 state_id: int = 0, quality_check: Optional[bool] = None) -> torch.Tensor:
+                 state_id: int = 0, quality_check: Optional[bool] = None,
+                 layout: Any = None) -> torch.Tensor:
     """Calls the custom op (or its implementation eagerly on old torch). Always returns a
     [B,H,Nq,dv] tensor: Taylor attention, or exact attention when the engine declined
-    (see :func:`last_stats`)."""
+    (see :func:`last_stats`). ``layout`` (optional) is the token layout of the hybrid; it
+    travels as the op's ``int[] layout`` (``[text, h0, w0, ...]``, empty = none)."""
     config = config or TaylorConfig()
     packed = pack_config(config, quality_check)
+    packed_layout = pack_layout(TokenLayout.coerce(layout))
     s = float(scale) if scale else 0.0
     if _op is not None:
-        return _op(q, k, v, mask, s, packed, out_bnhd, state_id)
-    return _op_impl(q, k, v, mask, s, packed, out_bnhd, state_id)
+        return _op(q, k, v, mask, s, packed, out_bnhd, state_id, packed_layout)
+    return _op_impl(q, k, v, mask, s, packed, out_bnhd, state_id, packed_layout)

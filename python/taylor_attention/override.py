@@ -11,6 +11,12 @@ summary) lives on the instance: ComfyUI copies the ``transformer_options`` dicts
 every step but shares the instance, and ``copy.deepcopy`` (ModelPatcher.clone) returns
 the instance itself.
 
+With ``window_radius`` > 0 each call also needs its token layout: the node wraps the model
+call (:mod:`taylor_attention.model_layout`) and the state's :class:`LayoutTracker`
+(``state.layouts``) answers, per attention call, the layout whose token count matches.
+Without one the call runs plain Taylor attention (never the fallback), logged once per
+shape and reason ("window off: ...").
+
 Every call that Taylor does not answer goes to the previous override (when ours
 replaced one) or to ``func(*args, **kwargs)``, whatever the reason: a guard or run-time
 reason of the engine, the library missing, an unsupported device or dtype, CUDA OOM,
@@ -34,6 +40,8 @@ from .config import TaylorConfig, feature_dim
 from .engine import (OOM_ERRORS, REASON_EXCEPTION, REASON_LIBRARY_UNAVAILABLE,
                      REASON_UNSUPPORTED_INPUT, AttentionStats, Call, Declined, make_ta_config,
                      normalize_mask)
+from .layout import TokenLayout
+from .model_layout import LayoutTracker
 
 log = logging.getLogger("taylor_attention")
 
@@ -177,8 +185,12 @@ class TaylorAttentionOverride:
         self.taylor_time_ms = 0.0
         self.last_stats: Optional[AttentionStats] = None
         self.reserve_decisions: Dict[Any, Dict[str, Any]] = {}
+        self.layouts = LayoutTracker()  # fed by the node's model-call wrapper
+        self.window_calls = 0  # Taylor calls that ran the local-exact hybrid
+        self.window_off: collections.Counter = collections.Counter()  # why it did not, by code
         self._shapes_seen: set = set()
         self._fallbacks_logged: set = set()
+        self._window_logged: set = set()
         self._op_id = ops.register_listener(self)
 
     # ComfyUI deep-copies model_options in ModelPatcher.clone(): keep one shared state.
@@ -219,14 +231,16 @@ class TaylorAttentionOverride:
         except Declined as exc:
             self._record_fallback(exc.reason, None, exc.detail)
             return None
+        window = self._window_lookup(call.q.shape[2], call.k.shape[2])
         out, _ = self._engine(call.q, call.k, call.v, call.mask, call.scale, call.fp32,
-                              call.out_layout, call.key, call.where)
+                              call.out_layout, call.key, call.where, window)
         return None if out is None else call.shape_output(out)
 
     def _compiled_call(self, func: Callable, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         """Under torch.compile: the custom op (traced without a graph break); the op's
         implementation calls back into run_for_op at run time, so logging and state still
-        work, and answers a declined call with exact attention."""
+        work, and answers a declined call with exact attention. The layout is looked up
+        there too, at run time: the model-call wrapper runs outside the compiled region."""
         try:
             call = ParsedCall(args, kwargs)
         except Declined:
@@ -235,28 +249,53 @@ class TaylorAttentionOverride:
                                out_bnhd=not call.skip_output_reshape, state_id=self._op_id)
         return call.shape_output(out)
 
-    def run_for_op(self, q, k, v, mask, cfg, scale, layout):
-        """Called by the custom op's implementation for calls made through this override."""
+    def run_for_op(self, q, k, v, mask, cfg, scale, out_layout, layout: Optional[TokenLayout] = None):
+        """Called by the custom op's implementation for calls made through this override;
+        without a ``layout`` in the op's arguments the tracker is asked."""
         self.calls += 1
         mask_key = None if mask is None else (tuple(mask.shape), str(mask.dtype))
         key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), str(q.dtype), str(q.device), mask_key)
-        return self._engine(q, k, v, mask, scale, False, layout, key, " [compiled]")
+        window = (layout, "", "") if layout is not None else self._window_lookup(q.shape[2], k.shape[2])
+        return self._engine(q, k, v, mask, scale, False, out_layout, key, " [compiled]", window)
+
+    # ------------------------------------------------------------ the window's layout
+    def _window_lookup(self, nq: int, nk: int) -> Optional[Tuple[Optional[TokenLayout], str, str]]:
+        """None when the window is off; else (layout, "", "") or (None, code, why)."""
+        if int(self.config.window_radius) <= 0:
+            return None
+        return self.layouts.layout_for(int(nq), int(nk))
+
+    def _note_window_off(self, key, code: str, detail: str, where: str) -> None:
+        self.window_off[code] += 1
+        if (key, code) in self._window_logged:
+            return
+        self._window_logged.add((key, code))
+        if self.config.log_fallbacks:
+            shape = f" for {_shape_text(key)}" if key is not None else ""
+            log.info("taylor_attention: window off%s%s: %s; running plain Taylor attention",
+                     shape, where, detail)
 
     # ------------------------------------------------------------ the engine call
-    def _engine(self, q, k, v, mask, scale, fp32, layout, key, where
+    def _engine(self, q, k, v, mask, scale, fp32, out_layout, key, where,
+                window: Optional[Tuple[Optional[TokenLayout], str, str]] = None
                 ) -> Tuple[Optional[torch.Tensor], Optional[AttentionStats]]:
+        """One engine call. ``window`` is _window_lookup's answer: a missing layout is
+        logged only for calls that pass the guards (a call that falls back anyway says so)."""
+        layout = window[0] if window is not None else None
         lib = _lib.try_load_library()
         if lib is None:
             self._record_fallback(REASON_LIBRARY_UNAVAILABLE, key, "")
             return None, AttentionStats.declined(REASON_LIBRARY_UNAVAILABLE)
         try:
             cfg = make_ta_config(lib, self.config, scale=scale, quality_check=False, force_fp32=fp32)
-            call = Call(lib, q, k, v, mask, cfg, out_layout=layout)
+            call = Call(lib, q, k, v, mask, cfg, out_layout=out_layout, layout=layout)
             reason = call.check()
-            self._log_shape(key, reason, q, v)
+            self._log_shape(key, reason, q, v, layout)
             if reason != "none":
                 self._record_fallback(reason, key, "")
                 return None, AttentionStats.declined(reason)
+            if window is not None and layout is None:
+                self._note_window_off(key, window[1], window[2], where)
             if self.config.memory_reserve:
                 self._reserve(key, call, q.device)
             every = max(1, int(self.config.quality_check_log_every))
@@ -264,7 +303,7 @@ class TaylorAttentionOverride:
             self.taylor_attempts += 1
             stats = call.run(quality_check=quality)
         except Declined as exc:
-            self._log_shape(key, exc.reason, q, v)
+            self._log_shape(key, exc.reason, q, v, layout)
             self._record_fallback(exc.reason, key, exc.detail)
             return None, AttentionStats.declined(exc.reason, exc.detail)
         except OOM_ERRORS as exc:
@@ -277,11 +316,18 @@ class TaylorAttentionOverride:
         if not stats.ok:
             self._record_fallback(stats.fallback_reason, key, stats.message, stats=stats)
             return None, stats
+        if stats.window_active:
+            self.window_calls += 1
+        elif layout is not None:  # the engine did not apply a layout we gave it
+            self._note_window_off(key, stats.window_reason,
+                                  f"the {stats.backend} engine did not apply the layout "
+                                  f"{layout.describe()} (window_reason {stats.window_reason})", where)
         self._record_taylor(stats, quality, where)
         return call.out, stats
 
     # ------------------------------------------------------------ bookkeeping and logs
-    def _log_shape(self, key, reason: str, q: torch.Tensor, v: torch.Tensor) -> None:
+    def _log_shape(self, key, reason: str, q: torch.Tensor, v: torch.Tensor,
+                   layout: Optional[TokenLayout] = None) -> None:
         if key is None or key in self._shapes_seen:
             return
         self._shapes_seen.add(key)
@@ -295,6 +341,10 @@ class TaylorAttentionOverride:
             R = feature_dim(d // G, cfg.P)
             state = R * (v.shape[-1] // max(G, 1) + 1) * 4
             detail = f"P={cfg.P}, G={G}, slice d={d // G}, R={R:,} per slice, state {_mib(state)} per head and slice"
+        if layout is not None:
+            detail += (f"; window r={cfg.window_radius} over {layout.describe()}"
+                       f" (text keys {'exact' if cfg.window_text_keys else 'Taylor'},"
+                       f" text queries {'exact' if cfg.window_text_queries else 'Taylor'})")
         decision = "taylor" if reason == "none" else f"fallback ({reason})"
         log.info("taylor_attention: new shape %s -> %s%s", _shape_text(key), decision,
                  f"; {detail}" if detail else "")
@@ -380,6 +430,8 @@ class TaylorAttentionOverride:
             "mean_quality_rel_l2": (self.quality_rel_l2_sum / self.quality_checks
                                     if self.quality_checks else None),
             "mean_taylor_ms": self.taylor_time_ms / taylor if taylor else None,
+            "window_calls": self.window_calls,
+            "window_off": dict(self.window_off),
         }
 
     def log_summary(self) -> None:
@@ -388,9 +440,13 @@ class TaylorAttentionOverride:
         quality = (f", mean quality rel_l2 {s['mean_quality_rel_l2']:.4g}"
                    if s["mean_quality_rel_l2"] is not None else "")
         timing = f", mean Taylor call {s['mean_taylor_ms']:.2f} ms" if s["mean_taylor_ms"] else ""
-        log.info("taylor_attention: summary after %d calls: taylor %d, standard %d (fallbacks: %s)%s%s",
+        window = ""
+        if self.config.window_radius > 0:
+            off = ", ".join(f"{k}={v}" for k, v in sorted(s["window_off"].items())) or "none"
+            window = f", window on {s['window_calls']} calls (off: {off})"
+        log.info("taylor_attention: summary after %d calls: taylor %d, standard %d (fallbacks: %s)%s%s%s",
                  s["calls"], s["by_backend"].get("taylor", 0), s["by_backend"].get("standard", 0),
-                 reasons, quality, timing)
+                 reasons, quality, timing, window)
 
 
 # ---------------------------------------------------------------- installing on a model

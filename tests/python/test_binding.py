@@ -14,11 +14,23 @@ HEADER_DIR = os.path.join(ROOT, "include")
 
 STRUCTS = {
     "ta_tensor": _lib.TaTensor,
+    "ta_token_layout": _lib.TaTokenLayout,
     "ta_attention_args": _lib.TaAttentionArgs,
     "ta_config": _lib.TaConfig,
     "ta_quality": _lib.TaQuality,
     "ta_stats": _lib.TaStats,
     "ta_memory_estimate": _lib.TaMemoryEstimate,
+    "ta_workload_params": _lib.TaWorkloadParams,
+}
+
+# Constants of the header the binding repeats (name in C -> value in Python).
+CONSTANTS = {
+    "TA_ABI_VERSION": _lib.ABI_VERSION,
+    "TA_MAX_GRIDS": _lib.TA_MAX_GRIDS,
+    "TA_REASON_COUNT_": _lib.REASON_COUNT,
+    "TA_REASON_WINDOW_NO_LAYOUT": 15,
+    "TA_REASON_WINDOW_CROSS_ATTENTION": 16,
+    "TA_REFERENCE_HYBRID_QUADRATIC": _lib.TA_REFERENCE_HYBRID_QUADRATIC,
 }
 
 
@@ -33,6 +45,8 @@ def test_struct_layout_matches_header(tmp_path):
         lines.append(f'printf("{cname} sizeof %zu\\n", sizeof({cname}));')
         for fname, _ in cls._fields_:
             lines.append(f'printf("{cname} {fname} %zu\\n", offsetof({cname}, {fname}));')
+    for name in CONSTANTS:
+        lines.append(f'printf("const {name} %d\\n", (int)({name}));')
     lines.append("return 0; }")
     src = tmp_path / "layout.c"
     src.write_text("\n".join(lines))
@@ -46,6 +60,25 @@ def test_struct_layout_matches_header(tmp_path):
         assert seen[(cname, "sizeof")] == ctypes.sizeof(cls), cname
         for fname, _ in cls._fields_:
             assert seen[(cname, fname)] == getattr(cls, fname).offset, f"{cname}.{fname}"
+    for name, value in CONSTANTS.items():
+        assert seen[("const", name)] == value, name
+
+
+def test_struct_field_lists_are_complete():
+    """Field names and order of every bound struct as the header declares them (a field
+    hidden in trailing padding would pass the offset test)."""
+    import re
+
+    header = open(os.path.join(HEADER_DIR, "taylor_attention", "taylor_attention.h")).read()
+    header = re.sub(r"/\*.*?\*/", "", header, flags=re.S)
+    for cname, cls in STRUCTS.items():
+        body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (cname, cname), header, re.S).group(1)
+        names = []
+        for decl in body.split(";"):
+            decl = re.sub(r"\[[^\]]*\]", "", decl).strip()
+            if decl:
+                names += [re.findall(r"[A-Za-z_]\w*", part)[-1] for part in decl.split(",")]
+        assert names == [f for f, _ in cls._fields_], cname
 
 
 def test_struct_sizes_accepted_by_library(lib):
@@ -70,6 +103,9 @@ def test_config_defaults_match_node_defaults(lib):
     """ta_config_defaults() and the node's defaults agree on every engine field."""
     cfg = lib.config_defaults()
     ours = config.TaylorConfig().engine_fields()
+    # The one documented difference: the library leaves the hybrid off for C callers (0),
+    # the node and the Python API default to a 9x9 window (4).
+    assert cfg.window_radius == 0 and ours.pop("window_radius") == 4
     for name, value in ours.items():
         got = getattr(cfg, name)
         if isinstance(value, float):

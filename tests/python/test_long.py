@@ -42,3 +42,21 @@ def test_long_override_flux_layout(lib, N):
     assert rel_l2(out, ref) < TOL[torch.float32]
     q_check = ov.last_stats.quality_vs_original
     assert q_check.samples == 16 and 0 <= q_check.rel_l2 < 1
+
+
+def test_long_hybrid_on_flux_workload_T256_64x64_d128(lib):
+    """The numbers the window_radius tooltip quotes (library generator, default settings,
+    4 heads, full heads, P=3, float32): plain Taylor 0.75, the hybrid at r=4 0.040."""
+    if not lib.has_workload:
+        pytest.skip("needs ta_workload_generate")
+    layout = ta.TokenLayout(256, ((64, 64),))
+    q, k, v = ta.generate_workload(heads=4, layout=layout, head_dim=128, dtype=torch.float64)
+    exact = torch.cat([torch.nn.functional.scaled_dot_product_attention(q[:, h:h + 1], k[:, h:h + 1], v[:, h:h + 1])
+                       for h in range(4)], dim=1)
+    qf, kf, vf = (t.float() for t in (q, k, v))
+    common = dict(P=3, sub_head_blocks=1, quality_check=False)
+    plain, s0 = ta.taylor_attention(qf, kf, vf, window_radius=0, **common)
+    hybrid, s4 = ta.taylor_attention(qf, kf, vf, layout=layout, window_radius=4, **common)
+    assert s0.ok and s4.ok and s4.window_active
+    assert 0.68 < rel_l2(plain, exact) < 0.82
+    assert 0.030 < rel_l2(hybrid, exact) < 0.050

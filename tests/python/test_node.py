@@ -20,9 +20,11 @@ from taylor_attention.dispatch import wrap_attn
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# The list: every parameter with its original name and default.
+# The list: every parameter with its original name and default (plus the
+# local-exact hybrid's three, after sub_head_blocks).
 EXPECTED_DEFAULTS = {
     "P": 4, "min_tokens": 100, "max_feature_dim_R": 370000, "sub_head_blocks": 4,
+    "window_radius": 4, "window_text_keys": True, "window_text_queries": True,
     "qk_normalize": False, "scale_mul": 1.0, "block_size_q": 32, "block_size_k": 16, "eps": 1e-6,
     "fallback_on_negative": True, "allow_cross_attention": True, "max_head_dim": 128,
     "force_fp32": False, "memory_reserve": True, "memory_reserve_factor": 1.1,
@@ -72,6 +74,7 @@ def test_schema_ranges_are_sensible():
     assert inputs["memory_reserve_factor"].min >= 1.0
     assert inputs["quality_check_log_every"].min == 1
     assert inputs["max_feature_dim_R"].max >= 366145
+    assert inputs["window_radius"].min == 0 and inputs["window_radius"].max == 64
 
 
 def test_entrypoint_lists_node():
