@@ -1,5 +1,6 @@
 // Host side of the CUDA backend: workspace layout, batching of (batch, head, slice)
-// units so states stay bounded, kernel dispatch, statistics and the quality check.
+// units so states stay bounded, kernel dispatch, statistics and the quality check; with
+// the local-exact hybrid also the window kernels (kernels/window*.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,7 +22,10 @@
 #include "cuda/kernels/probe.cuh"
 #include "cuda/kernels/quality.cuh"
 #include "cuda/kernels/query_pass.cuh"
+#include "cuda/kernels/window_mma.cuh"
+#include "cuda/kernels/window_simt.cuh"
 #include "cuda/limits.h"
+#include "cuda/window_plan.h"
 
 namespace ta::cuda {
 namespace {
@@ -53,7 +57,9 @@ int degree_class(int P) { return P <= 3 ? 2 : P == 4 ? 3 : kMaxDegreeSlots; }
 int64_t padded_features(int64_t R) { return (R + kStateChunk - 1) / kStateChunk * kStateChunk; }
 
 struct Layout {
-  int64_t ids, weight, S, St, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got, total;
+  int64_t ids, weight, S, St, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got;
+  int64_t wden, probe_den, tiles;  // local-exact hybrid only (empty otherwise)
+  int64_t total;
 };
 
 Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
@@ -78,6 +84,12 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
   l.q_ref_o = take(p.B * p.H * qs * p.dv * 4);
   l.q_ref_m = take(p.B * p.H * qs * p.dv * 4);
   l.q_got = take(p.B * p.H * qs * p.dv * 4);
+  // The hybrid's extra memory: one fp32 Taylor denominator per (unit, query) and per
+  // (unit, probed row), and the tensor-core kernel's tile list (32 bytes per <= 64 queries).
+  const bool hybrid = p.window.active;
+  l.wden = take(hybrid ? upb * p.Nq * 4 : 0);
+  l.probe_den = take(hybrid ? upb * std::min<int64_t>(c.probe_samples, p.Nq) * 4 : 0);
+  l.tiles = take(hybrid ? window_tile_count(p.window) * static_cast<int64_t>(sizeof(WindowTile)) : 0);
   l.total = at + kAlign;  // slack to align the caller's pointer
   return l;
 }
@@ -102,6 +114,9 @@ int vector_loads_ok(const ta_tensor& t, int64_t width) {
 }
 
 ta_status cuda_fail(cudaError_t e, const char* what) {
+  // Clear the error so it cannot surface in the caller's next CUDA call (PyTorch checks
+  // cudaGetLastError() after its own launches). Sticky errors stay: only a context reset clears them.
+  cudaGetLastError();
   return fail(TA_ERR_DEVICE, std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" +
                                  cudaGetErrorString(e) + ")");
 }
@@ -139,14 +154,25 @@ ta_status allow_smem(Kernel kernel, size_t bytes) {
 }
 
 struct Timers {
-  float key_ms = 0, probe_ms = 0, query_ms = 0;
+  float key_ms = 0, probe_ms = 0, query_ms = 0, window_ms = 0;
+};
+
+// ---- the local-exact hybrid's kernels: launchers and their selection ----
+// (Included here, not compiled alone: they use allow_smem and TA_CUDA_LAUNCHED above.)
+#include "cuda/window_launch.inc"
+
+// What run_batch needs to finish the hybrid (NULL when the window is inactive).
+struct WindowLaunch {
+  WindowFn fn;
+  WindowArgs args;  // device pointers filled in
+  int64_t tiles;
 };
 
 // The passes for one batch of units, with the kernels' compile-time shape.
 template <int NC, int DMAX>
 ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int64_t* probe_rows, int32_t nprobe,
-                    cudaStream_t stream, int sms, bool* probe_failed, DeviceStats* host_stats, cudaEvent_t (&ev)[4],
-                    Timers* timers) {
+                    const WindowLaunch* win, cudaStream_t stream, int sms, bool* probe_failed,
+                    DeviceStats* host_stats, cudaEvent_t (&ev)[5], Timers* timers) {
   const Geometry& g = args.g;
   const bool fast = !c.force_fp32;
   const int ds = g.ds;
@@ -185,6 +211,10 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
     probe_denominators<NC, DMAX><<<static_cast<unsigned>((items + warps - 1) / warps), warps * 32,
                                    warps * ds * 4, stream>>>(args, probe_rows, nprobe, static_cast<int32_t>(units));
     TA_CUDA_LAUNCHED("probe");
+    if (win != nullptr) {  // the hybrid's denominators of the same rows are what gets checked
+      probe_window<<<static_cast<unsigned>(items), 128, ds * 4, stream>>>(args, win->args, probe_rows, nprobe);
+      TA_CUDA_LAUNCHED("probe (window)");
+    }
     TA_CUDA_TRY(cudaMemcpyAsync(host_stats, args.stats, sizeof(DeviceStats), cudaMemcpyDeviceToHost, stream),
                 "cudaMemcpyAsync(stats)");
     TA_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize(probe)");
@@ -211,7 +241,11 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
     TA_CUDA_LAUNCHED("query pass");
   }
   TA_CUDA_TRY(cudaEventRecord(ev[3], stream), "cudaEventRecord");
-  TA_CUDA_TRY(cudaEventSynchronize(ev[3]), "cudaEventSynchronize");
+  if (!*probe_failed && win != nullptr) {
+    if (ta_status s = win->fn(args, win->args, units, win->tiles, stream); s != TA_OK) return s;
+  }
+  TA_CUDA_TRY(cudaEventRecord(ev[4], stream), "cudaEventRecord");
+  TA_CUDA_TRY(cudaEventSynchronize(ev[4]), "cudaEventSynchronize");
   float ms = 0;
   cudaEventElapsedTime(&ms, ev[0], ev[1]);
   timers->key_ms += ms;
@@ -219,11 +253,13 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
   timers->probe_ms += ms;
   cudaEventElapsedTime(&ms, ev[2], ev[3]);
   timers->query_ms += ms;
+  cudaEventElapsedTime(&ms, ev[3], ev[4]);
+  timers->window_ms += ms;
   return TA_OK;
 }
 
-using BatchFn = ta_status (*)(const ta_config&, PassArgs, int64_t, const int64_t*, int32_t, cudaStream_t, int, bool*,
-                              DeviceStats*, cudaEvent_t (&)[4], Timers*);
+using BatchFn = ta_status (*)(const ta_config&, PassArgs, int64_t, const int64_t*, int32_t, const WindowLaunch*,
+                              cudaStream_t, int, bool*, DeviceStats*, cudaEvent_t (&)[5], Timers*);
 
 // The one place where (state columns, top degree) become compile-time constants.
 BatchFn select_batch(int nc, int dmax) {
@@ -237,7 +273,7 @@ BatchFn select_batch(int nc, int dmax) {
 }
 
 struct EventSet {
-  cudaEvent_t ev[4] = {};
+  cudaEvent_t ev[5] = {};
   ~EventSet() {
     for (cudaEvent_t e : ev) {
       if (e) cudaEventDestroy(e);
@@ -371,6 +407,24 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, un
   args.fallback_on_negative = c.fallback_on_negative;
   args.stats = dstats;
 
+  // The local-exact hybrid: the query pass leaves num / den and den, the window kernel
+  // finishes every row (guards and statistics included), the probe checks hybrid rows.
+  const bool hybrid = p.window.active;
+  WindowLaunch win{};
+  std::vector<WindowTile> tiles;  // outlives the asynchronous upload
+  if (hybrid) {
+    tiles = window_tiles(p.window);
+    TA_CUDA_TRY(cudaMemcpyAsync(ws + l.tiles, tiles.data(), tiles.size() * sizeof(WindowTile),
+                                cudaMemcpyHostToDevice, stream),
+                "window tiles");
+    win.fn = select_window(p, c);
+    win.args = window_args(p.window, p.P);
+    win.args.tiles = reinterpret_cast<const WindowTile*>(ws + l.tiles);
+    win.tiles = static_cast<int64_t>(tiles.size());
+    args.wden = reinterpret_cast<float*>(ws + l.wden);
+    args.probe_den = reinterpret_cast<float*>(ws + l.probe_den);
+  }
+
   EventSet events;
   for (cudaEvent_t& e : events.ev) TA_CUDA_TRY(cudaEventCreate(&e), "cudaEventCreate");
   const double root = std::sqrt(std::fabs(p.slice_scale));
@@ -390,8 +444,8 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, un
         args.g, args.k, p.Nk, un, k_mul, c.qk_normalize, args.eps, const_cast<float*>(args.kfac));
     TA_CUDA_LAUNCHED("token factors");
     const auto nprobe = static_cast<int32_t>(probe_rows.size());
-    if (ta_status s = batch(c, args, n, reinterpret_cast<const int64_t*>(ws + l.probe_rows), nprobe, stream, sms,
-                            &probe_failed, &host, events.ev, &timers);
+    if (ta_status s = batch(c, args, n, reinterpret_cast<const int64_t*>(ws + l.probe_rows), nprobe,
+                            hybrid ? &win : nullptr, stream, sms, &probe_failed, &host, events.ev, &timers);
         s != TA_OK) {
       return s;
     }
@@ -414,6 +468,11 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, un
     stats->denom_mean = finite > 0 ? host.den_sum / static_cast<double>(finite) : std::nan("");
     stats->denom_le_eps = static_cast<int64_t>(host.le_eps);
     stats->denom_non_finite = static_cast<int64_t>(host.non_finite);
+    if (hybrid && !probe_failed) {  // as the CPU engine: reported when the passes ran
+      stats->window_active = 1;
+      stats->window_exact_pairs = exact_pairs_per_slice(p.window, mask, p.B, p.Nk) * p.H * p.G;
+      stats->time_window_ms = timers.window_ms;
+    }
   }
   if (probe_failed) {
     *reason = reason_from_flags(host.probe_flags);

@@ -25,6 +25,11 @@ struct PassArgs {
   float eps;
   int fallback_on_negative;
   DeviceStats* stats;
+  // Local-exact hybrid only (NULL otherwise). wden [units_in_batch][Nq]: the query pass's
+  // Taylor denominators over all keys, which the window kernel completes; probe_den
+  // [units_in_batch][probe rows]: the same for the probe's sampled rows.
+  float* wden;
+  float* probe_den;
 };
 
 __device__ __forceinline__ bool key_attends(const PassArgs& a, int64_t b, int64_t t) {
@@ -169,6 +174,13 @@ __global__ void state_to_bf16(const float* __restrict__ S, __nv_bfloat16* __rest
     }
     dst[col * Rpad] = __float2bfloat16_rn(val);
   }
+}
+
+// Hybrid mode: the query pass stores num / carrier(den) in the output (in its dtype) and
+// den itself in wden; the window kernel recovers num as out * carrier(den). Any finite,
+// not tiny divisor works; den keeps the stored values at the plain output's scale.
+__device__ __forceinline__ float carrier_denominator(float den) {
+  return isfinite(den) && fabsf(den) >= 1e-20f ? den : 1.0f;
 }
 
 // Folds one row's denominator into the statistics and decides its fate; returns the

@@ -35,6 +35,10 @@ __global__ void probe_denominators(PassArgs a, const int64_t* __restrict__ rows,
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) den += __shfl_xor_sync(0xffffffffu, den, o);
   if (lane != 0) return;
+  if (a.probe_den != nullptr) {  // hybrid: probe_window turns it into the hybrid's and checks that
+    a.probe_den[item] = den;
+    return;
+  }
   unsigned int flags = 0;
   if (!isfinite(den)) flags |= kFlagDenInvalid;
   else if (den <= a.eps && a.fallback_on_negative) flags |= kFlagDenTooSmall;

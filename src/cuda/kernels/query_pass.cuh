@@ -1,6 +1,7 @@
 // Query pass: o_i = phi(q_i) S[:, :dv] / phi(q_i) z for a tile of queries, features of
 // the queries generated on the fly, denominators and their statistics reduced in the
-// same pass, the output written once in its dtype.
+// same pass, the output written once in its dtype. With the local-exact hybrid the pass
+// only stores num / den and den (PassArgs::wden); kernels/window_*.cuh finish the rows.
 #pragma once
 
 #include "cuda/kernels/passes_common.cuh"
@@ -139,15 +140,22 @@ __global__ void __launch_bounds__(WARPS * 32) query_pass_mma(PassArgs a) {
     const int64_t qi = q0 + r;
     if (qi >= a.g.Nq) continue;
     float den = den_s[r * 2] + den_s[r * 2 + 1];
-    if (tig == 0) {
+    const bool hybrid = a.wden != nullptr;
+    if (hybrid) {
+      // Guards, statistics and the output check belong to the window kernel's result.
+      if (tig == 0) a.wden[unit_local * a.g.Nq + qi] = den;
+      den = carrier_denominator(den);
+    } else if (tig == 0) {
       den = account_denominator(a, den, &flags, &dmin, &dmax, &dsum, &count, &le, &nonfin);
     } else if (den <= a.eps && isfinite(den)) {
       den = a.eps;
     }
+    unsigned int row_flags = 0;
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
-      flags |= emit_row(a, b, h, s, qi, n * 8 + 2 * tig, 1, 2, den, [&](int k) { return acc[n][half * 2 + k]; });
+      row_flags |= emit_row(a, b, h, s, qi, n * 8 + 2 * tig, 1, 2, den, [&](int k) { return acc[n][half * 2 + k]; });
     }
+    if (!hybrid) flags |= row_flags;
   }
   flush_stats(a.stats, flags, dmin, dmax, dsum, count, le, nonfin);
 }
@@ -204,12 +212,18 @@ __global__ void __launch_bounds__(256) query_pass_simt(PassArgs a) {
   const int64_t qi = q0 + qi_local;
   if (qi < a.g.Nq) {
     float den = den_s[qi_local];
-    if (cg == 0) {
+    const bool hybrid = a.wden != nullptr;
+    if (hybrid) {
+      // As in the tensor-core pass: the window kernel guards the final denominators.
+      if (cg == 0) a.wden[unit_local * a.g.Nq + qi] = den;
+      den = carrier_denominator(den);
+    } else if (cg == 0) {
       den = account_denominator(a, den, &flags, &dmin, &dmax, &dsum, &count, &le, &nonfin);
     } else if (den <= a.eps && isfinite(den)) {
       den = a.eps;
     }
-    flags |= emit_row(a, b, h, s, qi, cg, 8, CPT, den, [&](int k) { return acc[k]; });
+    const unsigned int row_flags = emit_row(a, b, h, s, qi, cg, 8, CPT, den, [&](int k) { return acc[k]; });
+    if (!hybrid) flags |= row_flags;
   }
   flush_stats(a.stats, flags, dmin, dmax, dsum, count, le, nonfin);
 }
