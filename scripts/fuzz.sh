@@ -46,7 +46,7 @@ if [ ! -f build/fuzz/CMakeCache.txt ] && command -v ninja >/dev/null; then gen=(
 cmake --preset fuzz "${gen[@]}" >/dev/null
 cmake --build --preset fuzz -j"$jobs" >/dev/null
 
-targets=(fuzz_npy fuzz_api_args fuzz_config)
+targets=(fuzz_npy fuzz_api_args fuzz_config fuzz_workload)
 # Sanitizer findings are fatal; leaks are checked per input by libFuzzer itself.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"

@@ -351,7 +351,9 @@ typedef struct ta_workload_params {
  * Flux-like workload of MATH.md section 6 (docs/math.md has the calibration). */
 TA_API ta_status ta_workload_defaults(ta_workload_params *params);
 /* Fills CPU tensors q, k [B,H,N,d] and v [B,H,N,dv] (f16/bf16/f32/f64, any strides, d
- * even when rope is on). Each (batch, head) gets its own projections. */
+ * even when rope is on). Each (batch, head) gets its own projections. A gain so large that
+ * q or k overflow their dtype is TA_ERR_INVALID_ARGUMENT (the tensors' contents are then
+ * unspecified). */
 TA_API ta_status ta_workload_generate(const ta_workload_params *params, const ta_tensor *q,
                                       const ta_tensor *k, const ta_tensor *v);
 

@@ -154,6 +154,18 @@ ta_status check_arguments(const ta_workload_params* params, const ta_tensor* q, 
   return TA_OK;
 }
 
+// True when every element of a (validated, CPU) 4-D tensor is finite.
+bool all_finite(const ta_tensor& t) {
+  for (int64_t i0 = 0; i0 < t.shape[0]; ++i0)
+    for (int64_t i1 = 0; i1 < t.shape[1]; ++i1)
+      for (int64_t i2 = 0; i2 < t.shape[2]; ++i2)
+        for (int64_t i3 = 0; i3 < t.shape[3]; ++i3) {
+          const int64_t off = i0 * t.strides[0] + i1 * t.strides[1] + i2 * t.strides[2] + i3 * t.strides[3];
+          if (!std::isfinite(load_as_double(t.data, off, t.dtype))) return false;
+        }
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
@@ -170,6 +182,12 @@ ta_status ta_workload_generate(const ta_workload_params* params, const ta_tensor
   return guarded([&]() -> ta_status {
     if (ta_status s = check_arguments(params, q, k, v); s != TA_OK) return s;
     workload::generate(*params, *q, *k, *v, resolve_threads(0));
+    // A finite but huge gain can overflow the output dtype (f16 ends at 65504): say so
+    // rather than hand out infinities (found by fuzz/fuzz_workload).
+    if (!all_finite(*q) || !all_finite(*k)) {
+      return invalid("params.gain = " + number(params->gain) + " makes q or k overflow " + dtype_name(q->dtype) +
+                     " (elements reach about |gain| * sqrt(d))");
+    }
     clear_error();
     return TA_OK;
   });

@@ -64,7 +64,7 @@ double cosine(const std::vector<double>& a, const std::vector<double>& b) {
 
 // ------------------------------------------------------------------ defaults
 
-TEST(Workload, DefaultsAre256TextPlus64x64GridSmoothness8) {
+TEST(Workload, DefaultsAre256TextPlus64x64GridSmoothness3Alignment07) {
   ta_workload_params p;
   std::memset(&p, 0xAB, sizeof p);
   ASSERT_EQ(ta_workload_defaults(&p), TA_OK);
@@ -550,3 +550,22 @@ TEST(Workload, OddHeadDimIsFineWithoutRope_text2_grid2x3_d3) {
 }
 
 }  // namespace
+
+// Regression (fuzz/fuzz_workload, fuzz/regressions/fuzz_workload/gain-overflows-dtype): a
+// finite but huge gain overflowed f16/bf16/f32 and the generator returned infinities with
+// TA_OK. It now names the gain and the dtype instead; a representable gain still works.
+TEST(WorkloadRegression, GainThatOverflowsTheDtypeIsAnError_text2_grid3x3_d8) {
+  for (auto [dt, gain] : {std::pair{TA_DTYPE_F16, 1e5}, std::pair{TA_DTYPE_BF16, 1e300}, std::pair{TA_DTYPE_F32, 1e300}}) {
+    SCOPED_TRACE(ta_dtype_name(dt));
+    ta_workload_params p;
+    ASSERT_EQ(ta_workload_defaults(&p), TA_OK);
+    p.layout.text_tokens = 2;
+    p.layout.grid_height[0] = p.layout.grid_width[0] = 3;
+    p.gain = gain;
+    Qkv t(dt, 1, 1, 11, 8, 4);
+    EXPECT_EQ(t.generate(p), TA_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ta_last_error_message()).find("overflow"), std::string::npos) << ta_last_error_message();
+    p.gain = 100.0;
+    EXPECT_EQ(t.generate(p), TA_OK) << ta_last_error_message();
+  }
+}
