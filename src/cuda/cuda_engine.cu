@@ -1,9 +1,12 @@
 // Host side of the CUDA backend: workspace layout, batching of (batch, head, slice)
 // units so states stay bounded, kernel dispatch, statistics and the quality check; with
-// the local-exact hybrid also the window kernels (kernels/window*.cuh).
+// the local-exact hybrid also the window kernels (kernels/window*.cuh). Two sets of key /
+// query kernels: the prefix x block kernels for P = 3 on 128-wide slices (kernels/pb_*.cuh,
+// chosen by select_pass_kernels in cuda/prefix_block_plan.h) and the generic ones.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -18,6 +21,10 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/kernels/features.cuh"
 #include "cuda/kernels/key_pass.cuh"
+#include "cuda/kernels/pb_key_pass.cuh"
+#include "cuda/kernels/pb_prep.cuh"
+#include "cuda/kernels/pb_probe.cuh"
+#include "cuda/kernels/pb_query_pass.cuh"
 #include "cuda/kernels/prep.cuh"
 #include "cuda/kernels/probe.cuh"
 #include "cuda/kernels/quality.cuh"
@@ -25,14 +32,21 @@
 #include "cuda/kernels/window_mma.cuh"
 #include "cuda/kernels/window_simt.cuh"
 #include "cuda/limits.h"
+#include "cuda/prefix_block_plan.h"
 #include "cuda/window_plan.h"
 
 namespace ta::cuda {
 namespace {
 
+// Test seams of prefix_block_plan.h: a cap on the shared memory the selection sees, and
+// the kernels the calling thread's last run used.
+std::atomic<int64_t> g_smem_cap{-1};
+thread_local PassKernels t_last_kernels = PassKernels::kGeneric;
+
 constexpr int64_t kAlign = 256;
-// States of at most this many bytes live at once; larger calls run in unit batches,
-// which keeps P=4 on full 128-dim heads (199 MB per head) inside a 24 GB card.
+// States (and on the prefix x block path the prepared keys and values) of at most this
+// many bytes live at once; larger calls run in unit batches, which keeps P=4 on full
+// 128-dim heads (199 MB per head) inside a 24 GB card.
 constexpr int64_t kStateBudgetBytes = int64_t{1} << 30;
 constexpr int kWarps = 8;    // warps per block in the tensor-core passes
 // 16-row tiles per warp in the key pass. Two (each B fragment serving two mma) were
@@ -56,13 +70,34 @@ int degree_class(int P) { return P <= 3 ? 2 : P == 4 ? 3 : kMaxDegreeSlots; }
 
 int64_t padded_features(int64_t R) { return (R + kStateChunk - 1) / kStateChunk * kStateChunk; }
 
+// The opt-in shared memory per block of the call's device, under the test cap; 0 when it
+// cannot be read (the generic kernels then plan and run).
+int64_t smem_optin(int device) {
+  int bytes = 0;
+  if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+    cudaGetLastError();
+    bytes = 0;
+  }
+  const int64_t cap = g_smem_cap.load();
+  return cap >= 0 ? std::min<int64_t>(bytes, cap) : bytes;
+}
+
+PassKernels kernels_for(const Problem& p, const ta_config& c) {
+  return select_pass_kernels(p, c, smem_optin(p.q->device_id));
+}
+
+bool prefix_block(PassKernels k) { return k != PassKernels::kGeneric; }
+
 struct Layout {
   int64_t ids, weight, S, St, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got;
-  int64_t wden, probe_den, tiles;  // local-exact hybrid only (empty otherwise)
+  int64_t wden, probe_den, tiles, wpart;  // local-exact hybrid only (empty otherwise)
+  int64_t pb_y, pb_vx;             // prefix x block path only: prepared keys and value rows
   int64_t total;
 };
 
-Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
+// On the prefix x block path S holds the bf16 state S_pad, and neither the feature table
+// nor the generic query pass's bf16 copy of S exists.
+Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc, PassKernels kernels) {
   Layout l{};
   int64_t at = 0;
   auto take = [&at](int64_t bytes) {
@@ -71,10 +106,11 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
     return here;
   };
   const int64_t qs = std::min<int64_t>(c.quality_check_samples, p.Nq);
-  l.ids = take(p.R * 16);
-  l.weight = take(p.R * 4);
-  l.S = take(upb * p.R * nc * 4);
-  l.St = take(upb * nc * padded_features(p.R) * 2);
+  const bool pb = prefix_block(kernels);
+  l.ids = take(pb ? 0 : p.R * 16);
+  l.weight = take(pb ? 0 : p.R * 4);
+  l.S = take(pb ? upb * pb_state_bytes() : upb * p.R * nc * 4);
+  l.St = take(pb ? 0 : upb * nc * padded_features(p.R) * 2);
   l.qfac = take(upb * p.Nq * 4);
   l.kfac = take(upb * p.Nk * 4);
   l.keep = take(p.B * p.Nk);
@@ -90,13 +126,19 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc) {
   l.wden = take(hybrid ? upb * p.Nq * 4 : 0);
   l.probe_den = take(hybrid ? upb * std::min<int64_t>(c.probe_samples, p.Nq) * 4 : 0);
   l.tiles = take(hybrid ? window_tile_count(p.window) * static_cast<int64_t>(sizeof(WindowTile)) : 0);
+  // Partial (m, l, acc) of text rows split over key ranges (10.6 MB at H=24, N=66048):
+  // without it the longest rows run on one block each and become the tail.
+  l.wpart = take(hybrid ? window_partial_bytes(p.window, upb, p.dvs, p.Nk) : 0);
+  l.pb_y = take(pb ? upb * pb_key_bytes(p.Nk) : 0);
+  l.pb_vx = take(pb ? upb * pb_value_bytes(p.Nk) : 0);
   l.total = at + kAlign;  // slack to align the caller's pointer
   return l;
 }
 
-int64_t units_per_batch(const Problem& p, int nc) {
+int64_t units_per_batch(const Problem& p, int nc, PassKernels kernels) {
   const int64_t units = p.B * p.H * p.G;
-  const int64_t per_unit = std::max<int64_t>(1, p.R * nc * 4 + padded_features(p.R) * nc * 2);
+  const int64_t per_unit = std::max<int64_t>(
+      1, prefix_block(kernels) ? pb_unit_bytes(p.Nk) : p.R * nc * 4 + padded_features(p.R) * nc * 2);
   return std::clamp<int64_t>(kStateBudgetBytes / per_unit, 1, std::min<int64_t>(units, 65535));
 }
 
@@ -168,11 +210,67 @@ struct WindowLaunch {
   int64_t tiles;
 };
 
-// The passes for one batch of units, with the kernels' compile-time shape.
+// What every batch of a call shares: its inputs, and where the results go.
+struct BatchEnv {
+  const ta_config* c;
+  const int64_t* probe_rows;  // device copy of the sampled rows
+  int32_t nprobe;
+  const WindowLaunch* win;    // NULL when the window is inactive
+  cudaStream_t stream;
+  int sms;
+  __nv_bfloat16* pb_y;        // prefix x block path: prepared keys [units][Nk][128],
+  __nv_bfloat16* pb_vx;       // value rows [units][Nk][136],
+  __nv_bfloat16* pb_state;    // and the states S_pad [units][9360][136]
+  bool* probe_failed;
+  DeviceStats* host_stats;
+  cudaEvent_t* ev;            // 5 events: before the key pass, after it, the probe, the query pass, the window
+  Timers* timers;
+};
+
+using BatchFn = ta_status (*)(PassArgs args, int64_t units, const BatchEnv& env);
+
+// After either path's probe kernel: the hybrid's probe of the same rows (what gets judged
+// then), and the verdict on the host; a bad probe skips the query pass.
+ta_status finish_probe(const PassArgs& args, int64_t units, const BatchEnv& env) {
+  const int64_t items = units * env.nprobe;
+  if (env.win != nullptr) {
+    probe_window<<<static_cast<unsigned>(items), 128, args.g.ds * 4, env.stream>>>(args, env.win->args, env.probe_rows,
+                                                                                  env.nprobe);
+    TA_CUDA_LAUNCHED("probe (window)");
+  }
+  TA_CUDA_TRY(cudaMemcpyAsync(env.host_stats, args.stats, sizeof(DeviceStats), cudaMemcpyDeviceToHost, env.stream),
+              "cudaMemcpyAsync(stats)");
+  TA_CUDA_TRY(cudaStreamSynchronize(env.stream), "cudaStreamSynchronize(probe)");
+  if (env.host_stats->probe_flags != 0) *env.probe_failed = true;
+  return TA_OK;
+}
+
+// After either path's query pass: the window kernel, then the batch's timings.
+ta_status finish_batch(const PassArgs& args, int64_t units, const BatchEnv& env) {
+  cudaEvent_t* ev = env.ev;
+  TA_CUDA_TRY(cudaEventRecord(ev[3], env.stream), "cudaEventRecord");
+  if (!*env.probe_failed && env.win != nullptr) {
+    if (ta_status s = env.win->fn(args, env.win->args, units, env.win->tiles, env.stream); s != TA_OK) return s;
+  }
+  TA_CUDA_TRY(cudaEventRecord(ev[4], env.stream), "cudaEventRecord");
+  TA_CUDA_TRY(cudaEventSynchronize(ev[4]), "cudaEventSynchronize");
+  float ms = 0;
+  cudaEventElapsedTime(&ms, ev[0], ev[1]);
+  env.timers->key_ms += ms;
+  cudaEventElapsedTime(&ms, ev[1], ev[2]);
+  env.timers->probe_ms += ms;
+  cudaEventElapsedTime(&ms, ev[2], ev[3]);
+  env.timers->query_ms += ms;
+  cudaEventElapsedTime(&ms, ev[3], ev[4]);
+  env.timers->window_ms += ms;
+  return TA_OK;
+}
+
+// The generic passes for one batch of units, with the kernels' compile-time shape.
 template <int NC, int DMAX>
-ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int64_t* probe_rows, int32_t nprobe,
-                    const WindowLaunch* win, cudaStream_t stream, int sms, bool* probe_failed,
-                    DeviceStats* host_stats, cudaEvent_t (&ev)[5], Timers* timers) {
+ta_status run_batch(PassArgs args, int64_t units, const BatchEnv& env) {
+  const ta_config& c = *env.c;
+  cudaStream_t stream = env.stream;
   const Geometry& g = args.g;
   const bool fast = !c.force_fp32;
   const int ds = g.ds;
@@ -182,15 +280,15 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
   const int64_t rows_per_block = fast ? kWarps * 16 * kKeyTiles : 32;
   const int64_t tiles = (g.R + rows_per_block - 1) / rows_per_block;
   int64_t splits = 1;
-  if (tiles * units < 2 * sms) {
-    splits = std::min<int64_t>((2 * sms + tiles * units - 1) / (tiles * units),
+  if (tiles * units < 2 * env.sms) {
+    splits = std::min<int64_t>((2 * env.sms + tiles * units - 1) / (tiles * units),
                                std::max<int64_t>(1, g.Nk / (8 * kKeyChunk)));
   }
   args.keys_per_split = ((g.Nk + splits - 1) / splits + kKeyChunk - 1) / kKeyChunk * kKeyChunk;
   splits = (g.Nk + args.keys_per_split - 1) / args.keys_per_split;
   if (splits > 1) TA_CUDA_TRY(cudaMemsetAsync(args.S, 0, units * g.R * NC * 4, stream), "cudaMemsetAsync(S)");
   const dim3 kgrid(static_cast<unsigned>(tiles), static_cast<unsigned>(units), static_cast<unsigned>(splits));
-  TA_CUDA_TRY(cudaEventRecord(ev[0], stream), "cudaEventRecord");
+  TA_CUDA_TRY(cudaEventRecord(env.ev[0], stream), "cudaEventRecord");
   if (fast) {
     const size_t smem = kKeyChunk * (ds + 1) * 4 + NC * (kKeyChunk + 8) * 2;
     if (ta_status s = allow_smem(key_pass_mma<NC, kWarps, kKeyTiles, DMAX>, smem); s != TA_OK) return s;
@@ -201,27 +299,21 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
     key_pass_simt<NC, DMAX><<<kgrid, 256, smem, stream>>>(args);
   }
   TA_CUDA_LAUNCHED("key pass");
-  TA_CUDA_TRY(cudaEventRecord(ev[1], stream), "cudaEventRecord");
+  TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
 
   // Early probe. z and S come out of one tensor-core product here, so the probe runs
   // after the key pass; a bad probe still skips the query pass.
-  if (nprobe > 0) {
-    const int64_t items = units * nprobe;
+  if (env.nprobe > 0) {
+    const int64_t items = units * env.nprobe;
     const int warps = 8;
     probe_denominators<NC, DMAX><<<static_cast<unsigned>((items + warps - 1) / warps), warps * 32,
-                                   warps * ds * 4, stream>>>(args, probe_rows, nprobe, static_cast<int32_t>(units));
+                                   warps * ds * 4, stream>>>(args, env.probe_rows, env.nprobe,
+                                                             static_cast<int32_t>(units));
     TA_CUDA_LAUNCHED("probe");
-    if (win != nullptr) {  // the hybrid's denominators of the same rows are what gets checked
-      probe_window<<<static_cast<unsigned>(items), 128, ds * 4, stream>>>(args, win->args, probe_rows, nprobe);
-      TA_CUDA_LAUNCHED("probe (window)");
-    }
-    TA_CUDA_TRY(cudaMemcpyAsync(host_stats, args.stats, sizeof(DeviceStats), cudaMemcpyDeviceToHost, stream),
-                "cudaMemcpyAsync(stats)");
-    TA_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize(probe)");
-    if (host_stats->probe_flags != 0) *probe_failed = true;
+    if (ta_status s = finish_probe(args, units, env); s != TA_OK) return s;
   }
-  TA_CUDA_TRY(cudaEventRecord(ev[2], stream), "cudaEventRecord");
-  if (!*probe_failed) {
+  TA_CUDA_TRY(cudaEventRecord(env.ev[2], stream), "cudaEventRecord");
+  if (!*env.probe_failed) {
     if (fast) {
       const int64_t items = units * args.Rpad;
       state_to_bf16<NC><<<static_cast<unsigned>((items + 255) / 256), 256, 0, stream>>>(
@@ -240,29 +332,58 @@ ta_status run_batch(const ta_config& c, PassArgs args, int64_t units, const int6
     }
     TA_CUDA_LAUNCHED("query pass");
   }
-  TA_CUDA_TRY(cudaEventRecord(ev[3], stream), "cudaEventRecord");
-  if (!*probe_failed && win != nullptr) {
-    if (ta_status s = win->fn(args, win->args, units, win->tiles, stream); s != TA_OK) return s;
-  }
-  TA_CUDA_TRY(cudaEventRecord(ev[4], stream), "cudaEventRecord");
-  TA_CUDA_TRY(cudaEventSynchronize(ev[4]), "cudaEventSynchronize");
-  float ms = 0;
-  cudaEventElapsedTime(&ms, ev[0], ev[1]);
-  timers->key_ms += ms;
-  cudaEventElapsedTime(&ms, ev[1], ev[2]);
-  timers->probe_ms += ms;
-  cudaEventElapsedTime(&ms, ev[2], ev[3]);
-  timers->query_ms += ms;
-  cudaEventElapsedTime(&ms, ev[3], ev[4]);
-  timers->window_ms += ms;
-  return TA_OK;
+  return finish_batch(args, units, env);
 }
 
-using BatchFn = ta_status (*)(const ta_config&, PassArgs, int64_t, const int64_t*, int32_t, const WindowLaunch*,
-                              cudaStream_t, int, bool*, DeviceStats*, cudaEvent_t (&)[5], Timers*);
+// The prefix x block passes for one batch of units (P = 3, 128-wide slices), in one of the
+// shapes of prefix_block_plan.h (KSTAGES-deep key tile ring, SB blocks per query stage,
+// QREG: the query tile's A fragments held in registers).
+// The key pass's time includes preparing its inputs. One CTA per
+// 16 blocks of a unit: 37 x units CTAs, which fill a 132-SM GPU from 4 units on (no key
+// split: the state is accumulated in registers and stored once, in bf16).
+template <int KSTAGES, int SB, bool QREG>
+ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
+  cudaStream_t stream = env.stream;
+  const Geometry& g = args.g;
+  const auto un = static_cast<unsigned>(units);
+  TA_CUDA_TRY(cudaEventRecord(env.ev[0], stream), "cudaEventRecord");
+  pb_prep_keys<<<dim3(static_cast<unsigned>((g.Nk + kPbPrepTokens - 1) / kPbPrepTokens), un),
+                 kPbPrepTokens * kPbPrepChunks, 0, stream>>>(args, env.pb_y, env.pb_vx);
+  TA_CUDA_LAUNCHED("key preparation (prefix x block)");
+  constexpr size_t kKeySmem = pb_key_smem(KSTAGES);
+  if (ta_status s = allow_smem(pb_key_pass<KSTAGES>, kKeySmem); s != TA_OK) return s;
+  pb_key_pass<KSTAGES><<<dim3(kPbKeyCtas, un), kPbThreads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state,
+                                                                             g.Nk);
+  TA_CUDA_LAUNCHED("key pass (prefix x block)");
+  TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
 
-// The one place where (state columns, top degree) become compile-time constants.
-BatchFn select_batch(int nc, int dmax) {
+  if (env.nprobe > 0) {
+    const int64_t items = units * env.nprobe;
+    pb_probe<<<static_cast<unsigned>((items + 7) / 8), 256, 0, stream>>>(args, env.pb_state, env.probe_rows,
+                                                                        env.nprobe, static_cast<int32_t>(units));
+    TA_CUDA_LAUNCHED("probe (prefix x block)");
+    if (ta_status s = finish_probe(args, units, env); s != TA_OK) return s;
+  }
+  TA_CUDA_TRY(cudaEventRecord(env.ev[2], stream), "cudaEventRecord");
+  if (!*env.probe_failed) {
+    constexpr size_t kQuerySmem = pb_query_smem(SB);
+    if (ta_status s = allow_smem(pb_query_pass<SB, QREG>, kQuerySmem); s != TA_OK) return s;
+    pb_query_pass<SB, QREG><<<dim3(static_cast<unsigned>((g.Nq + kPbQueryRows - 1) / kPbQueryRows), un), kPbThreads,
+                        kQuerySmem, stream>>>(args, env.pb_state);
+    TA_CUDA_LAUNCHED("query pass (prefix x block)");
+  }
+  return finish_batch(args, units, env);
+}
+
+// The one place where the kernel set, (state columns, top degree) or the prefix x block
+// shape become compile-time constants.
+BatchFn select_batch(PassKernels kernels, int nc, int dmax) {
+  if (kernels == PassKernels::kPrefixBlock) {
+    return &run_batch_pb<kPbLarge.key_stages, kPbLarge.stage_blocks, kPbLarge.q_in_registers>;
+  }
+  if (kernels == PassKernels::kPrefixBlockSmall) {
+    return &run_batch_pb<kPbSmall.key_stages, kPbSmall.stage_blocks, kPbSmall.q_in_registers>;
+  }
 #define TA_CASE(NC_, D_) \
   if (nc == NC_ && dmax == D_) return &run_batch<NC_, D_>;
   TA_CASE(40, 2) TA_CASE(40, 3) TA_CASE(40, kMaxDegreeSlots)
@@ -343,28 +464,31 @@ ta_status quality_check(const Problem& p, const ta_config& c, const KeyMask& mas
   return TA_OK;
 }
 
-ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, unsigned char* ws,
+ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, PassKernels kernels, unsigned char* ws,
                    cudaStream_t stream, ta_stats* stats, ta_reason* reason) {
   const int nc = state_columns(p, c);
-  const BatchFn batch = select_batch(nc, degree_class(p.P));
+  const BatchFn batch = select_batch(kernels, nc, degree_class(p.P));
   if (batch == nullptr) return fail(TA_ERR_INTERNAL, "no kernel for these state columns / degree");
-  const int64_t upb = units_per_batch(p, nc);
-  const Layout l = layout_for(p, c, upb, nc);
+  const int64_t upb = units_per_batch(p, nc, kernels);
+  const Layout l = layout_for(p, c, upb, nc, kernels);
   int sms = 0;
   TA_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, p.q->device_id), "device attribute");
 
-  // Feature table, statistics, key mask.
-  FeatureTableArgs fa{};
-  fa.R = p.R;
-  fa.d = static_cast<int32_t>(p.ds);
-  fa.P = p.P;
-  // Degree p occupies [offset[p], offset[p+1]) with C(ds + p - 1, p) features.
-  fa.degree_offset[0] = 0;
-  for (int i = 1; i <= p.P; ++i) fa.degree_offset[i] = fa.degree_offset[i - 1] + *binomial(p.ds + i - 2, i - 1);
+  // Feature table (generic kernels only: the prefix x block kernels walk their block list),
+  // statistics, key mask.
   auto* ids = ws + l.ids;
   auto* weight = reinterpret_cast<float*>(ws + l.weight);
-  build_feature_table<<<static_cast<unsigned>((p.R + 255) / 256), 256, 0, stream>>>(fa, ids, weight);
-  TA_CUDA_LAUNCHED("feature table");
+  if (!prefix_block(kernels)) {
+    FeatureTableArgs fa{};
+    fa.R = p.R;
+    fa.d = static_cast<int32_t>(p.ds);
+    fa.P = p.P;
+    // Degree p occupies [offset[p], offset[p+1]) with C(ds + p - 1, p) features.
+    fa.degree_offset[0] = 0;
+    for (int i = 1; i <= p.P; ++i) fa.degree_offset[i] = fa.degree_offset[i - 1] + *binomial(p.ds + i - 2, i - 1);
+    build_feature_table<<<static_cast<unsigned>((p.R + 255) / 256), 256, 0, stream>>>(fa, ids, weight);
+    TA_CUDA_LAUNCHED("feature table");
+  }
   auto* dstats = reinterpret_cast<DeviceStats*>(ws + l.stats);
   DeviceStats init{};
   init.den_min_bits = 0xffffffffu;
@@ -420,6 +544,8 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, un
     win.fn = select_window(p, c);
     win.args = window_args(p.window, p.P);
     win.args.tiles = reinterpret_cast<const WindowTile*>(ws + l.tiles);
+    win.args.partials = reinterpret_cast<float*>(ws + l.wpart);
+    win.args.partial_floats = window_partial_bytes(p.window, upb, p.dvs, p.Nk) / 4;
     win.tiles = static_cast<int64_t>(tiles.size());
     args.wden = reinterpret_cast<float*>(ws + l.wden);
     args.probe_den = reinterpret_cast<float*>(ws + l.probe_den);
@@ -433,6 +559,20 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, un
   Timers timers;
   DeviceStats host{};
   bool probe_failed = false;
+  BatchEnv env{};
+  env.c = &c;
+  env.probe_rows = reinterpret_cast<const int64_t*>(ws + l.probe_rows);
+  env.nprobe = static_cast<int32_t>(probe_rows.size());
+  env.win = hybrid ? &win : nullptr;
+  env.stream = stream;
+  env.sms = sms;
+  env.pb_y = reinterpret_cast<__nv_bfloat16*>(ws + l.pb_y);
+  env.pb_vx = reinterpret_cast<__nv_bfloat16*>(ws + l.pb_vx);
+  env.pb_state = reinterpret_cast<__nv_bfloat16*>(ws + l.S);
+  env.probe_failed = &probe_failed;
+  env.host_stats = &host;
+  env.ev = events.ev;
+  env.timers = &timers;
   const int64_t units = p.B * p.H * p.G;
   for (int64_t u0 = 0; u0 < units && !probe_failed; u0 += upb) {
     const int64_t n = std::min(upb, units - u0);
@@ -443,12 +583,7 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, un
     token_factors<<<static_cast<unsigned>((p.Nk * n * 32 + 255) / 256), 256, 0, stream>>>(
         args.g, args.k, p.Nk, un, k_mul, c.qk_normalize, args.eps, const_cast<float*>(args.kfac));
     TA_CUDA_LAUNCHED("token factors");
-    const auto nprobe = static_cast<int32_t>(probe_rows.size());
-    if (ta_status s = batch(c, args, n, reinterpret_cast<const int64_t*>(ws + l.probe_rows), nprobe,
-                            hybrid ? &win : nullptr, stream, sms, &probe_failed, &host, events.ev, &timers);
-        s != TA_OK) {
-      return s;
-    }
+    if (ta_status s = batch(args, n, env); s != TA_OK) return s;
   }
   TA_CUDA_TRY(cudaMemcpyAsync(&host, dstats, sizeof host, cudaMemcpyDeviceToHost, stream), "stats copy");
   TA_CUDA_TRY(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
@@ -502,7 +637,9 @@ bool available() {
   return count > 0;
 }
 
-bool plan_memory(const Problem& p, const ta_config& c, MemoryPlan* plan, const char** why) {
+namespace {
+
+bool plan_for(const Problem& p, const ta_config& c, PassKernels kernels, MemoryPlan* plan, const char** why) {
   const int nc = state_columns(p, c);
   if (nc == 0 || p.ds > kMaxSliceDim) {
     if (why) *why = "slice dims beyond the CUDA kernels' limits";
@@ -513,13 +650,23 @@ bool plan_memory(const Problem& p, const ta_config& c, MemoryPlan* plan, const c
     if (why) *why = "sizes too large to plan";
     return false;
   }
-  const int64_t upb = units_per_batch(p, nc);
-  const Layout l = layout_for(p, c, upb, nc);
+  const int64_t upb = units_per_batch(p, nc, kernels);
+  const Layout l = layout_for(p, c, upb, nc, kernels);
   plan->units_per_batch = upb;
-  plan->state_bytes = upb * p.R * nc * 4;
+  plan->state_bytes = upb * (prefix_block(kernels) ? pb_state_bytes() : p.R * nc * 4);
   plan->workspace_bytes = l.total;
   return true;
 }
+
+}  // namespace
+
+bool plan_memory(const Problem& p, const ta_config& c, MemoryPlan* plan, const char** why) {
+  return plan_for(p, c, kernels_for(p, c), plan, why);
+}
+
+void set_pass_smem_cap_for_testing(int64_t bytes) { g_smem_cap.store(bytes); }
+
+PassKernels last_pass_kernels() { return t_last_kernels; }
 
 ta_status copy_mask_to_host(const ta_tensor& mask, std::vector<unsigned char>* storage, ta_tensor* host_view) {
   int64_t last = 0;
@@ -544,8 +691,11 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   DeviceGuard guard;
   TA_CUDA_TRY(cudaGetDevice(&guard.previous), "cudaGetDevice");
   TA_CUDA_TRY(cudaSetDevice(p.q->device_id), "cudaSetDevice");
+  // One selection for the plan and the run (the caller sized the workspace by plan_memory).
+  const PassKernels kernels = kernels_for(p, c);
+  t_last_kernels = kernels;
   MemoryPlan plan;
-  if (!plan_memory(p, c, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");
+  if (!plan_for(p, c, kernels, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");
   void* owned = nullptr;
   if (workspace == nullptr) {
     const cudaError_t e = cudaMallocAsync(&owned, static_cast<size_t>(plan.workspace_bytes), stream);
@@ -559,7 +709,7 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   }
   const auto addr = reinterpret_cast<uintptr_t>(workspace);
   auto* ws = reinterpret_cast<unsigned char*>((addr + kAlign - 1) / kAlign * kAlign);
-  const ta_status s = run_impl(p, c, mask, ws, stream, stats, reason);
+  const ta_status s = run_impl(p, c, mask, kernels, ws, stream, stats, reason);
   if (owned != nullptr) {
     cudaFreeAsync(owned, stream);
     cudaStreamSynchronize(stream);

@@ -2,6 +2,7 @@
 // TA_REASON_UNSUPPORTED_DEVICE by the guards, so these are never reached for work.
 #include "api/errors.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/prefix_block_plan.h"
 
 namespace ta::cuda {
 
@@ -19,5 +20,9 @@ ta_status copy_mask_to_host(const ta_tensor&, std::vector<unsigned char>*, ta_te
 ta_status run(const Problem&, const ta_config&, const KeyMask&, void*, size_t, void*, ta_stats*, ta_reason*) {
   return fail(TA_ERR_UNSUPPORTED, "this build has no CUDA backend");
 }
+
+void set_pass_smem_cap_for_testing(int64_t) {}
+
+PassKernels last_pass_kernels() { return PassKernels::kGeneric; }
 
 }  // namespace ta::cuda

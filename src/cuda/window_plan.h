@@ -1,8 +1,10 @@
 // The local-exact hybrid on the GPU, the part host and device share: the kernels'
 // description of the token layout (WindowArgs), the exact set E(i) of core/window.h as
-// index arithmetic the kernels can walk (ExactSet), the tensor-core kernel's query tiles
-// and their candidate keys, and the host's count of exactly weighted pairs. Plain C++
-// (host + device under nvcc), so a host-only test can check it against core/window.h.
+// index arithmetic the kernels can walk (ExactSet), the tensor-core kernel's tiles, the
+// stages each tile streams through shared memory and the n-tiles each warp computes in
+// them, the text-row key splits, and the host's count of exactly weighted pairs. Plain
+// C++ (host + device under nvcc), so a host-only test can replay the kernel's walk and
+// check it against core/window.h.
 #pragma once
 
 #include <algorithm>
@@ -21,26 +23,53 @@
 
 namespace ta::cuda {
 
-// Queries per tile of the tensor-core window kernel (4 warps x 16 rows).
-inline constexpr int kWindowTileQueries = 64;
+// ---- the tensor-core kernel's shape ---------------------------------------------------
+// 8 warps x 16 query rows per block. A grid tile is `rows` grid rows x `width` columns
+// (width 64, 32 or 16, rows = 128 / width), warp w taking 16 consecutive columns of one
+// row; a text tile is up to 128 consecutive text queries.
+inline constexpr int kWindowWarps = 8;
+inline constexpr int kWindowTileQueries = 16 * kWindowWarps;
+// Keys per text stage (a multiple of 16: the P.V k-steps pair n-tiles). 256 text keys
+// are 4 full stages.
+inline constexpr int kWindowTextKeys = 64;
+// Columns per window stage: one piece of one key row. 72 = 64 + 2 x 4 holds a whole key
+// row of a 64-wide tile at radius 4 (Flux's default), so each key row is one stage.
+inline constexpr int kWindowPieceKeys = 72;
+// Key rows of a staging buffer; the value buffer has 8 more, always zero, which the last
+// P.V k-step of an odd n-tile count may read.
+inline constexpr int kWindowStageRows = kWindowPieceKeys > kWindowTextKeys ? kWindowPieceKeys : kWindowTextKeys;
+inline constexpr int kWindowPadRows = 8;
+// Text rows exact over every key are split over key ranges (partials merged by a second
+// kernel): at most this many splits, each at least this many keys.
+inline constexpr int kWindowMaxSplits = 32;
+inline constexpr int64_t kWindowMinSplitKeys = 512;
 
-// Up to kWindowTileQueries consecutive queries sharing one candidate key list: text
-// queries, or one run of a grid row.
 struct WindowTile {
-  int64_t q0;     // first query
-  int64_t y, x0;  // grid row and column of the first query (grid tiles)
-  int32_t count;  // queries in the tile
-  int32_t grid;   // grid index, -1 for text queries
+  int64_t q0;        // text: first query; grid: token of (y, x0)
+  int64_t y, x0;     // grid tiles: first query row and column
+  int32_t rows;      // grid rows of queries (1 for text tiles)
+  int32_t cols;      // queries per row (text tiles: the tile's queries)
+  int32_t width;     // columns a row of warps covers: 16 x warps per row (128 for text tiles)
+  int32_t grid;      // grid index, -1 for text queries
 };
 
 struct WindowArgs {
   int64_t text;    // leading text tokens
-  int64_t radius;  // Chebyshev radius on the query's grid
+  int64_t radius;  // Chebyshev radius on the query's grid (clamped to the largest grid extent)
   int32_t text_keys, text_queries;
   int32_t num_grids;
   int32_t P;       // Taylor terms (T_P of the keys the hybrid weights exactly is subtracted)
   int64_t grid_start[TA_MAX_GRIDS], grid_height[TA_MAX_GRIDS], grid_width[TA_MAX_GRIDS];
   const WindowTile* tiles;  // device copy of window_tiles() (tensor-core kernel)
+  // Text-row partials (m, l, acc[dvs]) per (unit in batch, text row, split): workspace
+  // the engine sizes with window_partial_bytes(); NULL (or too small) means no splits.
+  float* partials;
+  int64_t partial_floats;
+  // Set by the tensor-core launcher for one launch.
+  int64_t tile_count, text_tiles;  // tiles in `tiles`, of which the leading text_tiles are text
+  int64_t units;                   // units of the batch
+  int32_t splits;                  // key ranges per text tile (1 unless text_queries)
+  int64_t split_keys;              // keys per range (a multiple of kWindowTextKeys)
 };
 
 TA_HD inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -100,30 +129,123 @@ TA_HD inline ExactSet exact_set(const WindowArgs& w, int64_t i, int64_t Nk) {
   return e;
 }
 
-// Candidate keys of a tile: keys [0, text_len) are exact for every query of the tile;
-// then `rows` grid rows (W apart, from row_tok0) of `cols` columns from col_lo, where key
-// column c is exact for the query in column x when |c - x| <= radius.
-struct TileKeys {
-  int64_t text_len = 0;
-  int64_t rows = 0, row_tok0 = 0, W = 1;
-  int64_t col_lo = 0, cols = 0;
+// ---- the tensor-core kernel's walk ----------------------------------------------------
+// A tile streams its candidate keys through shared memory in stages: first its text range
+// in stages of kWindowTextKeys keys (every key exact for every query of the tile), then
+// for grid tiles each key row y-r .. y+rows-1+r (clamped to the grid) in pieces of
+// kWindowPieceKeys columns. Columns are counted in "span" coordinates c = column - col_lo
+// with col_lo = x0 - r, so warp w (columns x0 + 16 wx ..) reaches c in [16 wx, 16 wx + 16
+// + 2r): an n-tile (8 keys) boundary. Key c is exact for the query in tile column lc
+// (0-based) when 0 <= c - lc <= 2r, and for queries of grid row qy when |ky - qy| <= r.
+
+// n-tiles a warp computes in a window stage: its reach of 16 + 2r columns in whole
+// n-tiles (3 up to r = 4, 6 up to r = 16), else the whole piece.
+TA_HD inline int window_stage_ntiles(int64_t radius) {
+  return 16 + 2 * radius <= 24 ? 3 : 16 + 2 * radius <= 48 ? 6 : kWindowPieceKeys / 8;
+}
+
+struct TilePlan {
+  int64_t text_begin = 0, text_end = 0, text_stages = 0;  // text-stage key range
+  int64_t ky_lo = 0, key_rows = 0, pieces = 0;           // window key rows, pieces per row
+  int64_t col_lo = 0, span = 0;                           // span coordinates (see above)
+  int64_t W = 0, row0_tok = 0;                            // grid width, token of (ky_lo, column 0)
+  int64_t stages = 0;
 };
 
-TA_HD inline TileKeys tile_keys(const WindowArgs& w, const WindowTile& t, int64_t Nk) {
-  TileKeys k;
-  if (t.grid < 0) {
-    k.text_len = w.text_queries ? Nk : (w.text_keys ? w.text : 0);
+// The stages of tile t (text tiles with text_queries: key range `split` of w.splits).
+TA_HD inline TilePlan tile_plan(const WindowArgs& w, const WindowTile& t, int64_t split, int64_t Nk) {
+  TilePlan p;
+  if (t.grid < 0 && w.text_queries) {
+    const int64_t per = w.split_keys > 0 ? w.split_keys : Nk;
+    p.text_begin = min64(split * per, Nk);
+    p.text_end = min64(p.text_begin + per, Nk);
+  } else {
+    p.text_end = w.text_keys ? w.text : 0;
+  }
+  p.text_stages = (p.text_end - p.text_begin + kWindowTextKeys - 1) / kWindowTextKeys;
+  if (t.grid >= 0) {
+    const int64_t H = w.grid_height[t.grid], W = w.grid_width[t.grid];
+    p.ky_lo = max64(t.y - w.radius, 0);
+    p.key_rows = min64(t.y + t.rows - 1 + w.radius, H - 1) - p.ky_lo + 1;
+    p.col_lo = t.x0 - w.radius;
+    p.span = t.cols + 2 * w.radius;
+    p.pieces = (p.span + kWindowPieceKeys - 1) / kWindowPieceKeys;
+    p.W = W;
+    p.row0_tok = w.grid_start[t.grid] + p.ky_lo * W;
+  }
+  p.stages = p.text_stages + p.key_rows * p.pieces;
+  return p;
+}
+
+// The keys of one stage: buffer row i holds token tok_first + (i - row_first) for
+// row_first <= i < row_first + n (zeros elsewhere, and for masked keys).
+struct StageKeys {
+  int64_t tok_first = 0;
+  int32_t row_first = 0, n = 0;
+  bool window = false;  // a window piece (else text keys)
+  int64_t ky = 0;       // window: key row
+  int64_t pc0 = 0;      // window: span coordinate of buffer row 0
+};
+
+TA_HD inline StageKeys stage_keys(const TilePlan& p, int64_t stage) {
+  StageKeys k;
+  if (stage < p.text_stages) {
+    k.tok_first = p.text_begin + stage * kWindowTextKeys;
+    k.n = static_cast<int32_t>(min64(kWindowTextKeys, p.text_end - k.tok_first));
     return k;
   }
-  k.text_len = w.text_keys ? w.text : 0;
-  const int64_t W = w.grid_width[t.grid], H = w.grid_height[t.grid];
-  const int64_t y0 = max64(t.y - w.radius, 0), y1 = min64(t.y + w.radius, H - 1);
-  k.col_lo = max64(t.x0 - w.radius, 0);
-  k.cols = min64(t.x0 + t.count - 1 + w.radius, W - 1) - k.col_lo + 1;
-  k.rows = y1 - y0 + 1;
-  k.W = W;
-  k.row_tok0 = w.grid_start[t.grid] + y0 * W + k.col_lo;
+  int64_t row = 0, piece = 0;
+  divmod(stage - p.text_stages, p.pieces, &row, &piece);
+  k.window = true;
+  k.ky = p.ky_lo + row;
+  k.pc0 = piece * kWindowPieceKeys;
+  // Columns of this piece inside both the span and the grid.
+  const int64_t lo = max64(k.pc0, -p.col_lo);
+  const int64_t hi = min64(min64(k.pc0 + kWindowPieceKeys, p.span), p.W - p.col_lo);
+  k.row_first = static_cast<int32_t>(min64(lo - k.pc0, kWindowPieceKeys));
+  k.n = static_cast<int32_t>(max64(hi - lo, 0));
+  k.tok_first = p.row0_tok + row * p.W + p.col_lo + lo;
   return k;
+}
+
+// Warp `warp`'s queries in tile t: grid row qy (grid tiles), tile columns lc0 .. lc0+15
+// (those < t.cols exist). Query lc0 + l is token t.q0 + wy * W + lc0 + l.
+struct WarpRows {
+  bool active = false;
+  int64_t wy = 0, qy = 0;
+  int32_t lc0 = 0;
+};
+
+TA_HD inline WarpRows warp_rows(const WindowTile& t, int warp) {
+  WarpRows r;
+  const int per_row = t.width / 16;
+  r.wy = warp / per_row;
+  r.lc0 = 16 * (warp % per_row);
+  r.qy = t.y + r.wy;
+  r.active = r.wy < t.rows && r.lc0 < t.cols;
+  return r;
+}
+
+// First of the `nw` consecutive n-tiles (8 buffer rows each) a warp computes in a stage,
+// or -1 when the stage holds nothing for it. Text stages: all of them from 0. Window
+// stages: the n-tiles of its reach that hold staged keys, moved left where they would
+// pass the piece (the extra keys are outside its queries' windows: the exact-set test
+// weights them 0).
+TA_HD inline int warp_first_ntile(const WindowArgs& w, const TilePlan& p, const StageKeys& k, const WarpRows& r,
+                                  int nw) {
+  if (!r.active) return -1;
+  if (!k.window) return 0;
+  if (k.ky < r.qy - w.radius || k.ky > r.qy + w.radius) return -1;
+  const int64_t lo = max64(max64(r.lc0, k.pc0 + k.row_first), k.pc0);
+  const int64_t hi = min64(min64(r.lc0 + 16 + 2 * w.radius, k.pc0 + k.row_first + k.n), p.span);
+  if (lo >= hi) return -1;
+  return static_cast<int>(min64((lo - k.pc0) / 8, kWindowPieceKeys / 8 - nw));
+}
+
+// Whether buffer row i of a window stage is in the exact set of the warp's query lc0 + l.
+TA_HD inline bool window_exact(const StageKeys& k, int32_t lc0, int l, int i, int64_t radius) {
+  const int64_t d = k.pc0 + i - lc0 - l;
+  return d >= 0 && d <= 2 * radius;
 }
 
 // ---- host side ----------------------------------------------------------------------
@@ -131,52 +253,140 @@ TA_HD inline TileKeys tile_keys(const WindowArgs& w, const WindowTile& t, int64_
 inline WindowArgs window_args(const Window& win, int32_t P) {
   WindowArgs a{};
   a.text = win.text();
-  a.radius = win.radius;
   a.text_keys = win.text_keys ? 1 : 0;
   a.text_queries = win.text_queries ? 1 : 0;
   a.num_grids = win.layout.num_grids;
   a.P = P;
+  // A radius beyond every grid's extent selects whole grids, as the grid extent does;
+  // clamping keeps the kernels' column arithmetic in 32-bit range.
+  int64_t extent = 1;
   for (int g = 0; g < win.layout.num_grids; ++g) {
     a.grid_start[g] = win.grid_start[g];
     a.grid_height[g] = win.layout.grid_height[g];
     a.grid_width[g] = win.layout.grid_width[g];
+    extent = std::max({extent, win.layout.grid_height[g], win.layout.grid_width[g]});
   }
+  a.radius = std::min<int64_t>(win.radius, extent);
+  a.splits = 1;
   return a;
 }
 
-// Calls fn(tile) for the tensor-core kernel's tiles: the text queries first (a text row
-// may span every key, so those are the longest tiles and should start first), then each
-// grid row in runs of at most kWindowTileQueries queries.
+// Modelled cost of a stage in n-tile units (the work of its busiest warp plus a fixed
+// cost for the barrier and bookkeeping), the unit of the tile-shape and split choices.
+inline constexpr int64_t kWindowStageOverhead = 2;
+
+inline int64_t window_tile_cost(const WindowArgs& a, const WindowTile& t, int64_t Nk) {
+  const TilePlan p = tile_plan(a, t, 0, Nk);
+  return p.text_stages * (kWindowTextKeys / 8 + kWindowStageOverhead) +
+         (p.stages - p.text_stages) * (window_stage_ntiles(a.radius) + kWindowStageOverhead);
+}
+
+// Grid g's tiles of one width, in order: rows of tiles top to bottom, left to right.
 template <class Fn>
-void for_each_window_tile(const Window& win, Fn&& fn) {
-  const int64_t q = kWindowTileQueries;
-  for (int64_t q0 = 0; q0 < win.text(); q0 += q) {
-    fn(WindowTile{q0, 0, 0, static_cast<int32_t>(std::min(q, win.text() - q0)), -1});
-  }
-  for (int g = 0; g < win.layout.num_grids; ++g) {
-    const int64_t H = win.layout.grid_height[g], W = win.layout.grid_width[g];
-    for (int64_t y = 0; y < H; ++y) {
-      for (int64_t x0 = 0; x0 < W; x0 += q) {
-        fn(WindowTile{win.grid_start[g] + y * W + x0, y, x0, static_cast<int32_t>(std::min(q, W - x0)), g});
-      }
+void for_each_grid_tile(const WindowArgs& a, int g, int32_t width, Fn&& fn) {
+  const int64_t H = a.grid_height[g], W = a.grid_width[g], R = kWindowTileQueries / width;
+  for (int64_t y = 0; y < H; y += R) {
+    for (int64_t x0 = 0; x0 < W; x0 += width) {
+      fn(WindowTile{a.grid_start[g] + y * W + x0, y, x0, static_cast<int32_t>(std::min(R, H - y)),
+                    static_cast<int32_t>(std::min<int64_t>(width, W - x0)), width, g});
     }
   }
 }
 
-inline int64_t window_tile_count(const Window& win) {
-  const int64_t q = kWindowTileQueries;
-  int64_t n = (win.text() + q - 1) / q;
-  for (int g = 0; g < win.layout.num_grids; ++g) {
-    n += win.layout.grid_height[g] * ((win.layout.grid_width[g] + q - 1) / q);
+// The tile width of grid g with the least modelled cost (64 wins ties, then 32): 64 for
+// wide grids (a key row of 72 columns serves 128 queries), narrower for narrow grids.
+inline int32_t window_grid_width(const WindowArgs& a, int g) {
+  int32_t best = 64;
+  int64_t best_cost = -1;
+  for (int32_t width : {64, 32, 16}) {
+    int64_t cost = 0;
+    for_each_grid_tile(a, g, width, [&](const WindowTile& t) { cost += window_tile_cost(a, t, 0); });
+    if (best_cost < 0 || cost < best_cost) {
+      best = width;
+      best_cost = cost;
+    }
   }
+  return best;
+}
+
+// Calls fn(tile) for the tensor-core kernel's tiles: the text tiles first (a text row may
+// span every key, so those are the longest and should start first), then each grid's.
+template <class Fn>
+void for_each_window_tile(const WindowArgs& a, Fn&& fn) {
+  const int64_t q = kWindowTileQueries;
+  for (int64_t q0 = 0; q0 < a.text; q0 += q) {
+    fn(WindowTile{q0, 0, 0, 1, static_cast<int32_t>(std::min(q, a.text - q0)), static_cast<int32_t>(q), -1});
+  }
+  for (int g = 0; g < a.num_grids; ++g) for_each_grid_tile(a, g, window_grid_width(a, g), fn);
+}
+
+inline int64_t window_text_tile_count(const WindowArgs& a) {
+  return (a.text + kWindowTileQueries - 1) / kWindowTileQueries;
+}
+
+inline int64_t window_tile_count(const Window& win) {
+  int64_t n = 0;
+  for_each_window_tile(window_args(win, 0), [&](const WindowTile&) { ++n; });
   return n;
 }
 
 inline std::vector<WindowTile> window_tiles(const Window& win) {
   std::vector<WindowTile> tiles;
-  tiles.reserve(static_cast<size_t>(window_tile_count(win)));
-  for_each_window_tile(win, [&](const WindowTile& t) { tiles.push_back(t); });
+  for_each_window_tile(window_args(win, 0), [&](const WindowTile& t) { tiles.push_back(t); });
   return tiles;
+}
+
+// Modelled cost of one unit's grid tiles.
+inline int64_t window_grid_cost(const WindowArgs& a) {
+  int64_t cost = 0;
+  for (int g = 0; g < a.num_grids; ++g) {
+    for_each_grid_tile(a, g, window_grid_width(a, g), [&](const WindowTile& t) { cost += window_tile_cost(a, t, 0); });
+  }
+  return cost;
+}
+
+// Key ranges per text tile for text rows exact over every key. Text blocks start first;
+// split until one is at most a third of an SM's modelled share of the launch, with at
+// least kWindowMinSplitKeys keys per range and at most kWindowMaxSplits ranges.
+// grid_cost: window_grid_cost(a).
+inline int32_t window_text_splits(const WindowArgs& a, int64_t units, int64_t Nk, int sms, int64_t grid_cost) {
+  if (!a.text_queries || a.text <= 0 || units <= 0 || Nk <= 0) return 1;
+  const int64_t whole = (Nk + kWindowTextKeys - 1) / kWindowTextKeys * (kWindowTextKeys / 8 + kWindowStageOverhead);
+  const int64_t per_sm = units * (grid_cost + window_text_tile_count(a) * whole) / std::max(sms, 1);
+  const int64_t target = std::max<int64_t>(per_sm / 3, 1);
+  const int64_t want = (whole + target - 1) / target;
+  const int64_t most = std::min<int64_t>(kWindowMaxSplits, std::max<int64_t>(1, Nk / kWindowMinSplitKeys));
+  return static_cast<int32_t>(std::clamp<int64_t>(want, 1, most));
+}
+
+inline int64_t window_partial_floats_for(const WindowArgs& a, int64_t units, int32_t splits, int64_t dvs) {
+  return splits > 1 ? units * a.text * splits * (dvs + 2) : 0;
+}
+
+// Sets a launch's split count and the keys per range (kWindowTextKeys-aligned).
+inline void window_set_splits(WindowArgs& a, int32_t splits, int64_t Nk) {
+  a.splits = std::max(splits, 1);
+  const int64_t per = (Nk + a.splits - 1) / a.splits;
+  a.split_keys = std::max<int64_t>((per + kWindowTextKeys - 1) / kWindowTextKeys * kWindowTextKeys, kWindowTextKeys);
+}
+
+// SM count the workspace is sized for when the device is not known (an H100's). Any value
+// is safe: the launcher lowers the splits to what the workspace holds.
+inline constexpr int kWindowSizingSms = 132;
+
+// Workspace bytes for the text-row partials of batches of up to `units_per_batch` units
+// (0 when no launch would split): the largest need over the batch sizes the launcher may
+// see, with the same choice of splits.
+inline int64_t window_partial_bytes(const Window& win, int64_t units_per_batch, int64_t dvs, int64_t Nk,
+                                    int sms = kWindowSizingSms) {
+  if (!win.active || !win.text_queries || win.text() <= 0) return 0;
+  const WindowArgs a = window_args(win, 0);
+  const int64_t grid_cost = window_grid_cost(a);
+  int64_t most = 0;
+  for (int64_t u = 1; u <= units_per_batch; ++u) {
+    most = std::max(most, window_partial_floats_for(a, u, window_text_splits(a, u, Nk, sms, grid_cost), dvs));
+  }
+  return most * 4;
 }
 
 // (query, attended key) pairs in the exact sets of one head slice, summed over the batch:

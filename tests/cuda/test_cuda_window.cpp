@@ -394,6 +394,11 @@ std::vector<Spec> layout_specs() {
   s.dv = 128;
   s.B = 1;
   v.push_back(s);
+  v.push_back(spec({3, {{4, 40}}}, 20, true, false));  // r = 20: window stages of whole 72-column pieces
+  v.push_back(spec({3, {{7, 150}}}, 5, false, true));  // r = 5: 6 n-tiles per warp; 1053 keys per text row
+  s = spec({40, {{20, 52}}}, 2, true, true);
+  s.mask = true;  // text rows over 1080 keys with masked keys (split into key ranges when the workspace allows)
+  v.push_back(s);
   return v;
 }
 

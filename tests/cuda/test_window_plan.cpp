@@ -1,7 +1,8 @@
 // The CUDA backend's host-side description of the local-exact hybrid (cuda/window_plan.h)
-// against core/window.h: the index arithmetic the window kernels walk (ExactSet), the
-// tensor-core kernel's tiles and candidate keys, and the count of exact pairs. Plain host
-// code: runs with or without a GPU.
+// against core/window.h: the index arithmetic the window kernels walk (ExactSet), a replay
+// of the tensor-core kernel's tiles, stages and per-warp n-tiles (each exact key weighted
+// once, buffers never overrun), the text-row splits and their workspace, and the count of
+// exact pairs. Plain host code: runs with or without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,7 +18,6 @@
 namespace {
 
 using ta::cuda::ExactSet;
-using ta::cuda::TileKeys;
 using ta::cuda::WindowArgs;
 using ta::cuda::WindowTile;
 
@@ -76,51 +76,136 @@ TEST_P(WindowPlan, ExactSetMatchesCore) {
   }
 }
 
-// Tiles cover every query once (text first), and each query's exact set is exactly the
-// candidates the tensor-core kernel accepts: all text-range keys, and row keys whose
-// column is within the radius of the query's.
-TEST_P(WindowPlan, TilesCoverQueriesAndCandidatesHoldExactSets) {
+// Replays the tensor-core kernel's walk over `tiles` on the host: the tiles cover every
+// query once, and for every query the keys its warp weights exactly, over the stages of
+// its tile (and every key range of a split text tile), are E(i) once each; the walk stays
+// inside the staging buffers. Split counts 1..3 for text rows exact over every key.
+void replay_walk(const ta::Window& w, const ta_token_layout& layout, int64_t N, const std::vector<WindowTile>& tiles) {
+  WindowArgs a = ta::cuda::window_args(w, 3);
+  constexpr int KT = ta::cuda::kWindowTextKeys, KROWS = ta::cuda::kWindowStageRows;
+  constexpr int VROWS = KROWS + ta::cuda::kWindowPadRows;
+  const int nw = ta::cuda::window_stage_ntiles(a.radius);
+  for (int32_t splits = 1; splits <= (w.text_queries ? 3 : 1); ++splits) {
+    ta::cuda::window_set_splits(a, splits, N);
+    ASSERT_GE(static_cast<int64_t>(a.splits) * a.split_keys, N);
+    ASSERT_EQ(a.split_keys % KT, 0);
+    std::vector<int> seen(static_cast<size_t>(N), 0);
+    std::vector<std::vector<int64_t>> got(static_cast<size_t>(N));
+    for (const WindowTile& t : tiles) {
+      ASSERT_GE(t.cols, 1);
+      ASSERT_GE(t.rows, 1);
+      ASSERT_LE(static_cast<int64_t>(t.rows) * t.width, ta::cuda::kWindowTileQueries);
+      ASSERT_LE(t.cols, t.width);
+      const int64_t ranges = t.grid < 0 && w.text_queries ? a.splits : 1;
+      for (int64_t split = 0; split < ranges; ++split) {
+        const ta::cuda::TilePlan plan = ta::cuda::tile_plan(a, t, split, N);
+        for (int warp = 0; warp < ta::cuda::kWindowWarps; ++warp) {
+          const ta::cuda::WarpRows wr = ta::cuda::warp_rows(t, warp);
+          for (int l = 0; l < 16; ++l) {
+            const int64_t lc = wr.lc0 + l;
+            if (!wr.active || lc >= t.cols) continue;
+            const int64_t i = t.q0 + wr.wy * plan.W + lc;
+            ASSERT_GE(i, 0);
+            ASSERT_LT(i, N);
+            if (split == 0) seen[static_cast<size_t>(i)] += 1;
+            if (t.grid >= 0) {  // the query sits where the tile says
+              const int64_t local = i - w.grid_start[t.grid];
+              EXPECT_EQ(local / layout.grid_width[t.grid], wr.qy) << "query " << i;
+              EXPECT_EQ(local % layout.grid_width[t.grid], t.x0 + lc) << "query " << i;
+            } else {
+              EXPECT_LT(i, w.text());
+            }
+            for (int64_t st = 0; st < plan.stages; ++st) {
+              const ta::cuda::StageKeys k = ta::cuda::stage_keys(plan, st);
+              ASSERT_GE(k.n, 0);
+              ASSERT_LE(k.row_first + k.n, k.window ? ta::cuda::kWindowPieceKeys : KT);
+              const int count = k.window ? nw : KT / 8;
+              const int nt0 = ta::cuda::warp_first_ntile(a, plan, k, wr, count);
+              if (nt0 < 0) continue;
+              // Sub-stages of 3 (window) or 4 (text) n-tiles; P.V reads values up to the
+              // next even n-tile.
+              const int sub = k.window ? 3 : 4;
+              ASSERT_EQ(count % sub, 0);
+              ASSERT_GE(nt0, 0);
+              ASSERT_LE((nt0 + count) * 8, KROWS) << "key rows past the buffer";
+              ASSERT_LE((nt0 + count - sub + (sub + 1) / 2 * 2) * 8, VROWS) << "value rows past the buffer";
+              for (int row = nt0 * 8; row < (nt0 + count) * 8; ++row) {
+                if (row < k.row_first || row >= k.row_first + k.n) continue;  // zeros: weight 0
+                const int64_t key = k.tok_first + (row - k.row_first);
+                ASSERT_GE(key, 0);
+                ASSERT_LT(key, N);
+                if (k.window && !ta::cuda::window_exact(k, wr.lc0, l, row, a.radius)) continue;
+                got[static_cast<size_t>(i)].push_back(key);
+              }
+            }
+          }
+        }
+      }
+    }
+    for (int64_t i = 0; i < N; ++i) {
+      ASSERT_EQ(seen[static_cast<size_t>(i)], 1) << "query " << i;
+      std::vector<int64_t> keys = got[static_cast<size_t>(i)], want = core_set(w, i, N);
+      std::sort(keys.begin(), keys.end());
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(keys, want) << "query " << i << " splits " << splits;
+    }
+  }
+}
+
+// The planner's tiles: text first, then each grid's at its chosen width.
+TEST_P(WindowPlan, KernelWalkWeightsEachExactKeyOnce) {
+  int64_t N = 0;
+  ta_token_layout layout;
+  const ta::Window w = window_of(GetParam(), &N, &layout);
+  const std::vector<WindowTile> tiles = ta::cuda::window_tiles(w);
+  ASSERT_EQ(static_cast<int64_t>(tiles.size()), ta::cuda::window_tile_count(w));
+  const int64_t text_tiles = ta::cuda::window_text_tile_count(ta::cuda::window_args(w, 3));
+  for (size_t t = 0; t < tiles.size(); ++t) {
+    EXPECT_EQ(tiles[t].grid < 0, static_cast<int64_t>(t) < text_tiles) << "text tiles first, tile " << t;
+  }
+  replay_walk(w, layout, N, tiles);
+}
+
+// Every tile width on every grid (the planner picks one per grid; the walk must hold for
+// each, including key rows split into pieces).
+TEST_P(WindowPlan, KernelWalkHoldsForEveryTileWidth) {
   int64_t N = 0;
   ta_token_layout layout;
   const ta::Window w = window_of(GetParam(), &N, &layout);
   const WindowArgs a = ta::cuda::window_args(w, 3);
-  const std::vector<WindowTile> tiles = ta::cuda::window_tiles(w);
-  EXPECT_EQ(static_cast<int64_t>(tiles.size()), ta::cuda::window_tile_count(w));
-  std::vector<int> seen(static_cast<size_t>(N), 0);
-  bool grid_seen = false;
-  for (const WindowTile& t : tiles) {
-    ASSERT_GE(t.count, 1);
-    ASSERT_LE(t.count, ta::cuda::kWindowTileQueries);
-    if (t.grid >= 0) grid_seen = true;
-    EXPECT_FALSE(grid_seen && t.grid < 0) << "text tiles must come first";
-    const TileKeys tk = ta::cuda::tile_keys(a, t, N);
-    for (int32_t q = 0; q < t.count; ++q) {
-      const int64_t i = t.q0 + q;
-      ASSERT_LT(i, N);
-      seen[static_cast<size_t>(i)] += 1;
-      std::set<int64_t> got;
-      for (int64_t j = 0; j < tk.text_len; ++j) got.insert(j);
-      for (int64_t r = 0; r < tk.rows; ++r) {
-        for (int64_t c = 0; c < tk.cols; ++c) {
-          const int64_t j = tk.row_tok0 + r * tk.W + c, col = tk.col_lo + c;
-          ASSERT_GE(j, 0);
-          ASSERT_LT(j, N);
-          const int64_t x = t.x0 + q;
-          if (col >= x - w.radius && col <= x + w.radius) got.insert(j);
-        }
+  for (int32_t width : {16, 32, 64}) {
+    std::vector<WindowTile> tiles;
+    for (int64_t q0 = 0; q0 < w.text(); q0 += ta::cuda::kWindowTileQueries) {
+      tiles.push_back(WindowTile{q0, 0, 0, 1, static_cast<int32_t>(std::min<int64_t>(128, w.text() - q0)), 128, -1});
+    }
+    for (int g = 0; g < a.num_grids; ++g) {
+      ta::cuda::for_each_grid_tile(a, g, width, [&](const WindowTile& t) { tiles.push_back(t); });
+    }
+    SCOPED_TRACE("width " + std::to_string(width));
+    replay_walk(w, layout, N, tiles);
+  }
+}
+
+// The split choice: 1 without text_queries, within [1, kWindowMaxSplits], and the
+// workspace bound covers every batch size the launcher may see.
+TEST_P(WindowPlan, TextSplitsFitTheirWorkspace) {
+  int64_t N = 0;
+  ta_token_layout layout;
+  const ta::Window w = window_of(GetParam(), &N, &layout);
+  const WindowArgs a = ta::cuda::window_args(w, 3);
+  const int64_t grid_cost = ta::cuda::window_grid_cost(a);
+  for (int sms : {1, 132}) {
+    const int64_t bytes = ta::cuda::window_partial_bytes(w, 40, 64, N, sms);
+    for (int64_t units = 1; units <= 40; ++units) {
+      const int32_t s = ta::cuda::window_text_splits(a, units, N, sms, grid_cost);
+      ASSERT_GE(s, 1);
+      ASSERT_LE(s, ta::cuda::kWindowMaxSplits);
+      if (!w.text_queries) {
+        ASSERT_EQ(s, 1);
       }
-      const std::vector<int64_t> want = core_set(w, i, N);
-      EXPECT_EQ(got, std::set<int64_t>(want.begin(), want.end())) << "query " << i;
-      if (t.grid >= 0) {  // a grid tile stays in one row of its grid
-        const int64_t local = i - w.grid_start[t.grid];
-        EXPECT_EQ(local / layout.grid_width[t.grid], t.y);
-        EXPECT_EQ(local % layout.grid_width[t.grid], t.x0 + q);
-      } else {
-        EXPECT_LT(i, w.text());
-      }
+      EXPECT_LE(ta::cuda::window_partial_floats_for(a, units, s, 64) * 4, bytes) << "units " << units;
     }
   }
-  for (int64_t i = 0; i < N; ++i) EXPECT_EQ(seen[static_cast<size_t>(i)], 1) << "query " << i;
 }
 
 // Exact pairs from prefix sums equal a key-by-key count, with no mask, a mask shared by
@@ -162,6 +247,10 @@ const PlanCase kPlanCases[] = {
     {70, {{3, 130}, {2, 64}, {4, 65}}, 4, true, true},
     {1, {{2, 200}}, 70, false, false},
     {2, {{9, 3}, {1, 1}, {2, 2}, {1, 2}, {3, 1}, {1, 3}, {2, 1}, {5, 5}}, 1, true, false},
+    {8, {{6, 64}}, 4, true, true},       // one 64-wide tile per two rows, one stage per key row
+    {3, {{7, 150}}, 5, true, false},     // r = 5: 6 n-tiles per warp, two pieces per key row
+    {3, {{5, 150}}, 8, false, true},     // r = 8: a key row of 80 columns, two pieces
+    {300, {{3, 40}}, 2, true, true},     // three text tiles; splits cross tile boundaries of keys
 };
 
 INSTANTIATE_TEST_SUITE_P(Layouts, WindowPlan, ::testing::ValuesIn(kPlanCases),

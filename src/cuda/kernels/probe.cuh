@@ -6,6 +6,20 @@
 
 namespace ta::cuda {
 
+// One sampled row's Taylor denominator: kept for probe_window in the hybrid (which turns it
+// into the hybrid's and judges that), else judged here and folded into the probe statistics.
+__device__ __forceinline__ void record_probe(const PassArgs& a, int64_t item, float den) {
+  if (a.probe_den != nullptr) {
+    a.probe_den[item] = den;
+    return;
+  }
+  unsigned int flags = 0;
+  if (!isfinite(den)) flags |= kFlagDenInvalid;
+  else if (den <= a.eps && a.fallback_on_negative) flags |= kFlagDenTooSmall;
+  if (flags) atomicOr(&a.stats->probe_flags, flags);
+  if (isfinite(den)) atomicMin(&a.stats->probe_min_bits, ordered_bits(den));
+}
+
 template <int NC, int DMAX>
 __global__ void probe_denominators(PassArgs a, const int64_t* __restrict__ rows, int32_t nrows, int32_t units) {
   extern __shared__ float smem[];
@@ -34,16 +48,7 @@ __global__ void probe_denominators(PassArgs a, const int64_t* __restrict__ rows,
   }
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) den += __shfl_xor_sync(0xffffffffu, den, o);
-  if (lane != 0) return;
-  if (a.probe_den != nullptr) {  // hybrid: probe_window turns it into the hybrid's and checks that
-    a.probe_den[item] = den;
-    return;
-  }
-  unsigned int flags = 0;
-  if (!isfinite(den)) flags |= kFlagDenInvalid;
-  else if (den <= a.eps && a.fallback_on_negative) flags |= kFlagDenTooSmall;
-  if (flags) atomicOr(&a.stats->probe_flags, flags);
-  if (isfinite(den)) atomicMin(&a.stats->probe_min_bits, ordered_bits(den));
+  if (lane == 0) record_probe(a, item, den);
 }
 
 }  // namespace ta::cuda

@@ -23,6 +23,16 @@ __device__ __forceinline__ float taylor_poly(int P, float s) {
   return t;
 }
 
+// 2^x on the special-function unit (about 2 ulp; subnormal results flush to 0). The
+// tensor-core kernel forms e^{s - m} as 2^{s log2(e) - m log2(e)}, and e^{-m} as the same
+// instruction on the same operand, so a score of exactly 0 gets e^{-m} - e^{-m} T_P(0) = 0.
+__device__ __forceinline__ float ex2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+constexpr float kLog2e = 1.4426950408889634f;
+
 // True when query i's exact set is every key (no Taylor part to complete).
 __device__ __forceinline__ bool row_all_exact(const WindowArgs& w, int64_t i) {
   return i < w.text && w.text_queries != 0;
@@ -45,6 +55,17 @@ __device__ __forceinline__ unsigned int finish_element(const PassArgs& a, int64_
                                                        float em, float acc, float den) {
   const float num_all = taylor ? load_f(a.out.data, off, a.out.dtype) * carrier : 0.0f;
   const float stored = store_f(a.out.data, off, a.out.dtype, fmaf(em, num_all, acc) / den);
+  return isfinite(stored) ? 0u : static_cast<unsigned int>(kFlagNonFiniteOut);
+}
+
+// The same with rden = 1 / den (one division per row instead of one per element, within
+// about an fp32 ulp of the quotient); the quotient itself where rden overflows (den 0 or
+// subnormal).
+__device__ __forceinline__ unsigned int finish_element_rcp(const PassArgs& a, int64_t off, bool taylor, float carrier,
+                                                           float em, float acc, float den, float rden) {
+  const float num_all = taylor ? load_f(a.out.data, off, a.out.dtype) * carrier : 0.0f;
+  const float num = fmaf(em, num_all, acc);
+  const float stored = store_f(a.out.data, off, a.out.dtype, isfinite(rden) ? num * rden : num / den);
   return isfinite(stored) ? 0u : static_cast<unsigned int>(kFlagNonFiniteOut);
 }
 

@@ -1,0 +1,113 @@
+// Device pieces the prefix x block key and query passes share (cuda/prefix_block_plan.h has
+// the math and the block list): the list in constant memory, cp.async, ldmatrix, the
+// per-row bf16 scaling of fragments, and the 17 n-tile mma sweep over one 16-row slab.
+//
+// Fragment facts relied on (PTX ISA 9.0, 9.7.14.5.8 and 9.7.14.5.15), lane = 4 g + t:
+// A (16x16 .row bf16): reg0 = (row g, cols 2t, 2t+1), reg1 = (row g+8, same), reg2 = (row g,
+// cols 2t+8, 2t+9), reg3 = (row g+8, cols 2t+8, 2t+9), low half = lower column. B (16x8 .col):
+// reg0 = (rows 2t, 2t+1, col g), reg1 = (rows 2t+8, 2t+9, col g). C: c0, c1 = (row g, cols 2t,
+// 2t+1), c2, c3 = (row g+8, same). ldmatrix .m8n8: lanes 8m..8m+7 give the rows of matrix m;
+// register m gets (row l/4, cols 2(l%4), +1), with .trans (rows 2(l%4), +1, col l/4).
+// dev/cuda/README.md lists every address formula; the harness validated them on the H100.
+#pragma once
+
+#include "cuda/kernels/passes_common.cuh"
+#include "cuda/prefix_block_plan.h"
+
+namespace ta::cuda {
+
+// Built at compile time (and checked there: prefix_block_plan.h), so no upload per device.
+__constant__ PbBlockList c_pb_list = pb_block_list();
+
+constexpr int kPbNT = kPbCols / 8;  // 17 n-tiles of m16n8k16 over the state columns
+constexpr uint32_t kBf16One = 0x3F80u;
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; valid = false zero-fills the destination (rows beyond the tokens).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldsm_x2_trans(uint32_t (&r)[2], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(smem_u32(p))
+               : "memory");
+}
+
+__device__ __forceinline__ float bf16_bits_to_float(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
+
+// Scales the two bf16 halves of v by s_lo / s_hi in fp32 and rounds once: the feature
+// x_a * x_b is the exact product of two bf16 values rounded to bf16 a single time.
+__device__ __forceinline__ uint32_t scale_bf16x2(uint32_t v, float s_lo, float s_hi) {
+  return pack_bf16(__uint_as_float(v << 16) * s_lo, __uint_as_float(v & 0xFFFF0000u) * s_hi);
+}
+
+// The fast path's coordinate: the input times its token factor (sqrt|c|, the query side's
+// sign, 1/norm), rounded to bf16 once. The key prep, the query staging and the probe all
+// use it, so the probe sees the query pass's exact inputs.
+__device__ __forceinline__ float pb_coordinate(float x, float factor) {
+  return __bfloat162float(__float2bfloat16_rn(x * factor));
+}
+
+// Eight consecutive elements of a slice row (c0 a multiple of 8) as floats: one or two
+// 16-byte loads when allowed (PassArgs::vec_*), else element by element. Every index is a
+// compile-time constant after inlining, so out stays in registers.
+__device__ __forceinline__ void pb_load8(const Strided& x, int64_t row_base, int c0, int vec, float (&out)[8]) {
+  if (vec) {
+    const int got = load_vector(x.data, row_base + c0, x.dtype, [&](int i, float val) { out[i] = val; });
+    if (got == 4) load_vector(x.data, row_base + c0 + 4, x.dtype, [&](int i, float val) { out[4 + i] = val; });
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = load_f(x.data, row_base + (c0 + i) * x.s3, x.dtype);
+}
+
+// acc[m][n] += a[m] x B_n for the 17 n-tiles of one 16-row slab of a staged [rows][136] tile
+// (rows along k). B fragments come from ldmatrix .trans: matrix 0 = k rows 0..7 / cols +0..7
+// (b0 of n-tile 2np), 1 = k rows 8..15 / cols +0..7 (b1), 2 and 3 the same for cols +8..15
+// (n-tile 2np + 1). Each B fragment serves the MT A fragments.
+template <int MT>
+__device__ __forceinline__ void pb_mma_slab(float (&acc)[MT][kPbNT][4], const uint32_t (&a)[MT][4],
+                                            const __nv_bfloat16* slab, int lane) {
+  const __nv_bfloat16* lrow = slab + ((lane & 7) + ((lane >> 3) & 1) * 8) * kPbTileStride + (lane >> 4) * 8;
+#pragma unroll
+  for (int np = 0; np < 8; ++np) {
+    uint32_t b[4];
+    ldsm_x4_trans(b, lrow + np * 16);
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      mma_bf16_16816(acc[m][2 * np], a[m], b[0], b[1]);
+      mma_bf16_16816(acc[m][2 * np + 1], a[m], b[2], b[3]);
+    }
+  }
+  // n-tile 16 (cols 128..135): an x2 load; lanes 16..31 repeat the addresses of lanes 0..15.
+  uint32_t b[2];
+  ldsm_x2_trans(b, slab + ((lane & 7) + ((lane >> 3) & 1) * 8) * kPbTileStride + 128);
+#pragma unroll
+  for (int m = 0; m < MT; ++m) mma_bf16_16816(acc[m][16], a[m], b[0], b[1]);
+}
+
+}  // namespace ta::cuda
