@@ -18,12 +18,14 @@
 #include <vector>
 
 #include "common/ta_api_helpers.h"
+#include "common/ta_cuda_copy.h"
 #include "cuda/prefix_block_plan.h"
 #include "taylor_attention/taylor_attention.h"
 
 namespace {
 
 using ta::cuda::PassKernels;
+using tatest::DeviceCopy;
 using tatest::TestTensor;
 
 // ---- host only: the block list and the selection rule ------------------------------------
@@ -159,33 +161,6 @@ PassKernels expected_kernels(const ta::Problem& p, const ta_config& c, Shape s) 
   return ta::cuda::select_pass_kernels(p, c, s == Shape::kSmall ? std::min(optin, kSmallCap) : optin);
 }
 
-// A device copy of a host test tensor's whole span (gaps included, so the output's canaries
-// travel to the GPU and back), optionally viewed with other shape/strides (zero strides).
-class DeviceCopy {
- public:
-  explicit DeviceCopy(TestTensor& host) : bytes_(host.span_bytes()) {
-    EXPECT_EQ(cudaMalloc(&dev_, std::max<size_t>(bytes_, 1)), cudaSuccess);
-    upload(host);
-    t_ = host.desc();
-    t_.data = dev_;
-    t_.device = TA_DEVICE_CUDA;
-    t_.device_id = 0;
-  }
-  ~DeviceCopy() { cudaFree(dev_); }
-  DeviceCopy(const DeviceCopy&) = delete;
-  DeviceCopy& operator=(const DeviceCopy&) = delete;
-  void upload(TestTensor& host) { EXPECT_EQ(cudaMemcpy(dev_, host.data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess); }
-  void download(TestTensor& host) const {
-    EXPECT_EQ(cudaMemcpy(host.data(), dev_, bytes_, cudaMemcpyDeviceToHost), cudaSuccess);
-  }
-  ta_tensor& desc() { return t_; }
-  const ta_tensor* ptr() const { return &t_; }
-
- private:
-  size_t bytes_;
-  void* dev_ = nullptr;
-  ta_tensor t_{};
-};
 
 // How q, k, v and out are laid out: contiguous [B,H,N,D]; views of [B,N,H,D] (ComfyUI's
 // [B,N,H*D], 16-byte vector loads still allowed); views of [B,N,H,D+3] (scalar loads).

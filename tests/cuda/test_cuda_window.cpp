@@ -16,10 +16,12 @@
 #include <vector>
 
 #include "common/ta_api_helpers.h"
+#include "common/ta_cuda_copy.h"
 #include "taylor_attention/taylor_attention.h"
 
 namespace {
 
+using tatest::DeviceCopy;
 using tatest::TestTensor;
 
 bool gpu_present() { return ta_backend_available(TA_DEVICE_CUDA) == 1; }
@@ -27,34 +29,6 @@ bool gpu_present() { return ta_backend_available(TA_DEVICE_CUDA) == 1; }
 #define SKIP_WITHOUT_GPU() \
   if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
 
-// A device copy of a host test tensor's whole span (gaps included: the output's canaries
-// travel to the GPU and back, so a write outside the elements shows after the download).
-class DeviceCopy {
- public:
-  explicit DeviceCopy(TestTensor& host) : bytes_(host.span_bytes()) {
-    EXPECT_EQ(cudaMalloc(&dev_, std::max<size_t>(bytes_, 1)), cudaSuccess);
-    upload(host);
-    t_ = host.desc();
-    t_.data = dev_;
-    t_.device = TA_DEVICE_CUDA;
-    t_.device_id = 0;
-  }
-  ~DeviceCopy() { cudaFree(dev_); }
-  DeviceCopy(const DeviceCopy&) = delete;
-  DeviceCopy& operator=(const DeviceCopy&) = delete;
-  void upload(TestTensor& host) {
-    EXPECT_EQ(cudaMemcpy(dev_, host.data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  void download(TestTensor& host) const {
-    EXPECT_EQ(cudaMemcpy(host.data(), dev_, bytes_, cudaMemcpyDeviceToHost), cudaSuccess);
-  }
-  const ta_tensor* ptr() const { return &t_; }
-
- private:
-  size_t bytes_;
-  void* dev_ = nullptr;
-  ta_tensor t_{};
-};
 
 struct Layout {
   int64_t text = 0;
