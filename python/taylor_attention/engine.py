@@ -47,6 +47,14 @@ def _oom_types() -> Tuple[type, ...]:
 OOM_ERRORS = _oom_types()
 
 
+def is_allocation_failure(exc: BaseException) -> bool:
+    """torch's OOM types, and the CPU allocator's failure, which torch raises as a plain
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, OOM_ERRORS):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
 class Declined(Exception):
     """Raised inside the binding when a call cannot be handed to the library;
     ``reason`` is the fallback reason name."""
@@ -322,7 +330,9 @@ class Call:
             try:
                 workspace = torch.empty(nbytes + WORKSPACE_ALIGNMENT, dtype=torch.uint8,
                                         device=self.q.device)
-            except OOM_ERRORS as exc:
+            except RuntimeError as exc:  # OOM_ERRORS derive from RuntimeError
+                if not is_allocation_failure(exc):
+                    raise
                 return AttentionStats.declined("out_of_memory", f"workspace of {nbytes} bytes: {exc}")
             base = workspace.data_ptr()
             workspace_ptr = (base + WORKSPACE_ALIGNMENT - 1) // WORKSPACE_ALIGNMENT * WORKSPACE_ALIGNMENT

@@ -543,3 +543,15 @@ def test_copy_transformer_options_shares_instances():
     opts = {"a": {"b": 1}, override.OVERRIDE_KEY: ov}
     copied = copy_transformer_options(opts)
     assert copied["a"] is not opts["a"] and copied[override.OVERRIDE_KEY] is ov
+
+
+def test_library_out_of_memory_reaches_func(lib):
+    # The library itself answers out_of_memory (a workspace no machine can hold: P=16 on
+    # 64-dim heads, R = 3.7e17 features, with the R guard lifted): the override falls back
+    # to the original attention with that reason and never raises.
+    q, k, v = bhnd(d=64)
+    backend = Backend(compute=False)
+    cfg = ta.TaylorConfig(P=16, sub_head_blocks=1, max_feature_dim_R=2**62, min_tokens=0)
+    ov = ta.TaylorAttentionOverride(cfg)
+    assert backend(q, k, v, 2, skip_reshape=True, transformer_options=options_with(ov)) is SENTINEL
+    assert ov.by_reason == {"out_of_memory": 1}
