@@ -44,12 +44,16 @@ constexpr int64_t kCudaReferenceHeads = 2;
 // median of five.
 constexpr int64_t kCudaWarmup = 1;
 constexpr int64_t kCudaIters = 5;
+// The local-exact hybrid's radius in the demo: the node's default, exact weights on each
+// image token's 9x9 neighbourhood plus the text (docs/math.md's accuracy table).
+constexpr int32_t kDemoWindowRadius = 4;
 
 CommandLine make_demo_command_line() {
   CommandLine cl("taylor-attn demo",
                  "Runs one Flux-shaped attention call (512 text + 4096 image tokens, d=128,\n"
-                 "QK-RMSNorm) exactly, with the node defaults (P=4, sub_head_blocks=4) and with\n"
-                 "P=3 on full heads, and reports time, speed-up and error against exact.");
+                 "QK-RMSNorm) exactly, with the node defaults (P=4, sub_head_blocks=4), with\n"
+                 "P=3 on full heads and with the local-exact hybrid (P=3, window radius 4), and\n"
+                 "reports time, speed-up and error against exact.");
   cl.option("device", ArgType::Choice, "cpu|cuda|auto",
             "where to run; auto: cuda when usable, else cpu with a one-line note")
       .defaults("cpu")
@@ -411,6 +415,8 @@ int cmd_demo(const std::vector<std::string> &argv) {
       measured_score_std(qkv, 1.0 / std::sqrt(static_cast<double>(shape.head_dim)), 20000, seed);
   AttentionCall call;
   load_call(qkv, dtype, &call);
+  // The token layout travels with every variant; only the hybrid's window_radius uses it.
+  call.layout = demo_workload(shape, seed).layout;
   target.host = &call;
   DeviceAttentionCall device_call;
   if (on_cuda) {
@@ -458,6 +464,15 @@ int cmd_demo(const std::vector<std::string> &argv) {
     v.config = defaults;
     v.config.P = 3;
     v.config.sub_head_blocks = 1;
+    variants.push_back(v);
+  }
+  {
+    Variant v;
+    v.name = "hybrid (P=3, window radius 4)";
+    v.config = defaults;
+    v.config.P = 3;
+    v.config.sub_head_blocks = 1;
+    v.config.window_radius = kDemoWindowRadius;
     variants.push_back(v);
   }
   CostModel p3_model;
