@@ -23,20 +23,6 @@ using namespace ta;
 
 namespace {
 
-// Runs body, converting any escaping exception into a status with a message.
-template <class Body>
-ta_status guarded(Body&& body) noexcept {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return fail(TA_ERR_OUT_OF_MEMORY, "host allocation failed");
-  } catch (const std::exception& e) {
-    return fail(TA_ERR_INTERNAL, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return fail(TA_ERR_INTERNAL, "internal error: unknown exception");
-  }
-}
-
 ta_status check_stats(const ta_stats* stats) {
   if (stats != nullptr && stats->struct_size != sizeof(ta_stats)) {
     return fail(TA_ERR_INVALID_ARGUMENT, "stats.struct_size is " + std::to_string(stats->struct_size) +

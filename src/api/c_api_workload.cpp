@@ -22,21 +22,6 @@ using namespace ta;
 
 namespace {
 
-// c_api.cpp's guarded(), which is private to that file: any escaping exception becomes a
-// status with a message.
-template <class Body>
-ta_status guarded(Body&& body) noexcept {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return fail(TA_ERR_OUT_OF_MEMORY, "host allocation failed");
-  } catch (const std::exception& e) {
-    return fail(TA_ERR_INTERNAL, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return fail(TA_ERR_INTERNAL, "internal error: unknown exception");
-  }
-}
-
 ta_status invalid(const std::string& message) { return fail(TA_ERR_INVALID_ARGUMENT, message); }
 
 std::string number(double x) {
@@ -75,20 +60,6 @@ ta_status check_params(const ta_workload_params* p) {
   return validate_layout(p->layout, -1);
 }
 
-// Distinct elements of t at distinct addresses: otherwise heads written by different
-// threads would race on one address.
-bool elements_overlap(const ta_tensor& t) {
-  std::array<int, 4> order{0, 1, 2, 3};
-  std::sort(order.begin(), order.end(), [&](int a, int b) { return t.strides[a] < t.strides[b]; });
-  int64_t span = 1;  // elements covered by the dims placed so far
-  for (int i : order) {
-    if (t.shape[i] == 1) continue;
-    if (t.strides[i] < span) return true;
-    if (__builtin_mul_overflow(t.strides[i], t.shape[i], &span)) span = INT64_MAX;
-  }
-  return false;
-}
-
 ta_status check_tensor(const ta_tensor* t, const char* name) {
   const std::string n(name);
   if (t == nullptr) return invalid(n + " is NULL");
@@ -115,16 +86,9 @@ ta_status check_tensor(const ta_tensor* t, const char* name) {
   if (last < 0 || last >= INT64_MAX / static_cast<int64_t>(dtype_size(t->dtype))) {
     return invalid(n + ": shape x strides overflow 64-bit byte offsets");
   }
+  // Heads are written by different threads: distinct elements need distinct addresses.
   if (elements_overlap(*t)) return invalid(n + " strides make distinct elements overlap");
   return TA_OK;
-}
-
-bool memory_overlaps(const ta_tensor& a, const ta_tensor& b) {
-  const auto lo_a = reinterpret_cast<uintptr_t>(a.data);
-  const auto lo_b = reinterpret_cast<uintptr_t>(b.data);
-  const uintptr_t hi_a = lo_a + static_cast<uintptr_t>(max_element_offset(a) + 1) * dtype_size(a.dtype);
-  const uintptr_t hi_b = lo_b + static_cast<uintptr_t>(max_element_offset(b) + 1) * dtype_size(b.dtype);
-  return lo_a < hi_b && lo_b < hi_a;
 }
 
 ta_status check_arguments(const ta_workload_params* params, const ta_tensor* q, const ta_tensor* k,
@@ -149,7 +113,7 @@ ta_status check_arguments(const ta_workload_params* params, const ta_tensor* q, 
   const std::pair<const char*, std::pair<const ta_tensor*, const ta_tensor*>> pairs[] = {
       {"q and k", {q, k}}, {"q and v", {q, v}}, {"k and v", {k, v}}};
   for (const auto& [what, ab] : pairs) {
-    if (memory_overlaps(*ab.first, *ab.second)) return invalid(std::string(what) + " memory overlaps");
+    if (byte_ranges_overlap(*ab.first, *ab.second)) return invalid(std::string(what) + " memory overlaps");
   }
   return TA_OK;
 }

@@ -40,9 +40,18 @@ ta_status check_operand(const ta_tensor* t, const char* name, bool require_data)
   return TA_OK;
 }
 
+bool has_negative_stride(const ta_tensor& t) {
+  for (int i = 0; i < t.ndim && i < TA_MAX_DIMS; ++i) {
+    if (t.strides[i] < 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 // Distinct output elements must map to distinct addresses, or threads would race and
 // results would overwrite each other.
-bool output_strides_overlap(const ta_tensor& t) {
+bool elements_overlap(const ta_tensor& t) {
   std::array<int, 4> order{0, 1, 2, 3};
   std::sort(order.begin(), order.end(), [&](int a, int b) { return t.strides[a] < t.strides[b]; });
   int64_t span = 1;  // elements covered by the dims placed so far
@@ -64,15 +73,6 @@ bool byte_ranges_overlap(const ta_tensor& a, const ta_tensor& b) {
   const uintptr_t hi_b = lo_b + static_cast<uintptr_t>(max_element_offset(b) + 1) * dtype_size(b.dtype);
   return lo_a < hi_b && lo_b < hi_a;
 }
-
-bool has_negative_stride(const ta_tensor& t) {
-  for (int i = 0; i < t.ndim && i < TA_MAX_DIMS; ++i) {
-    if (t.strides[i] < 0) return true;
-  }
-  return false;
-}
-
-}  // namespace
 
 int64_t max_element_offset(const ta_tensor& t) {
   i128 last = 0;
@@ -140,7 +140,7 @@ ta_status describe_problem(const ta_attention_args* args, const ta_config* confi
   for (int i = 0; i < 4; ++i) {
     if (o.strides[i] < 0) return invalid("out.strides[" + std::to_string(i) + "] is negative");
   }
-  if (output_strides_overlap(o)) return invalid("out strides make distinct elements overlap");
+  if (elements_overlap(o)) return invalid("out strides make distinct elements overlap");
   if (byte_ranges_overlap(o, q) || byte_ranges_overlap(o, k) || byte_ranges_overlap(o, v)) {
     return invalid("out memory overlaps q, k or v");
   }

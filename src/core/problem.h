@@ -48,4 +48,9 @@ ta_status validate_config(const ta_config* config);
 // overflows; the byte span is then (offset+1)*itemsize.
 int64_t max_element_offset(const ta_tensor& t);
 
+// True when two distinct elements of t share an address (strides that overlap).
+bool elements_overlap(const ta_tensor& t);
+// True when the byte ranges a and b reach intersect (same device, both non-NULL).
+bool byte_ranges_overlap(const ta_tensor& a, const ta_tensor& b);
+
 }  // namespace ta
