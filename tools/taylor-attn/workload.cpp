@@ -10,7 +10,6 @@
 namespace ta_cli {
 namespace {
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
 
 // Independent streams per purpose, so adding draws to one never shifts another.
 uint64_t mix_seed(uint64_t seed, uint64_t stream) {
@@ -24,28 +23,6 @@ void fill_normal(std::vector<double> *out, size_t n, double stddev, Rng &rng) {
 
 }  // namespace
 
-uint64_t Rng::next_u64() {
-  // splitmix64 (Steele, Lea, Flood 2014): passes BigCrush, trivially seedable.
-  uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-double Rng::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
-
-double Rng::normal() {
-  if (spare_) {
-    double v = *spare_;
-    spare_.reset();
-    return v;
-  }
-  double u1 = uniform();
-  double u2 = uniform();
-  double r = std::sqrt(-2.0 * std::log(1.0 - u1));  // 1 - u1 in (0, 1]: log is finite
-  spare_ = r * std::sin(kTwoPi * u2);
-  return r * std::cos(kTwoPi * u2);
-}
 
 Qkv gaussian_qkv(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim, double spread,
                  uint64_t seed) {

@@ -13,20 +13,13 @@
 
 #include "host_array.h"
 #include "taylor_attention/taylor_attention.h"
+#include "workload/synthetic.h"
 
 namespace ta_cli {
 
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next_u64();
-  double uniform();  // [0, 1)
-  double normal();   // N(0, 1)
-
- private:
-  uint64_t state_;
-  std::optional<double> spare_;
-};
+// The library's generator (splitmix64 + Box-Muller), so the CLI's workloads and
+// ta_workload_generate draw numbers the same way on every platform.
+using Rng = ta::workload::Rng;
 
 // q, k [B,H,N,D], v [B,H,N,DV], row-major doubles.
 struct Qkv {
