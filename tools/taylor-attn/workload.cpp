@@ -10,7 +10,6 @@
 namespace ta_cli {
 namespace {
 
-
 // Independent streams per purpose, so adding draws to one never shifts another.
 uint64_t mix_seed(uint64_t seed, uint64_t stream) {
   return seed * 0x9e3779b97f4a7c15ull + stream * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull;
