@@ -1,11 +1,10 @@
-// The local-exact hybrid on the GPU, the part host and device share: the
-// kernels' description of the token layout (WindowArgs), the exact set E(i) of
-// core/window.h as index arithmetic the kernels can walk (ExactSet), the
-// tensor-core kernel's tiles, the stages each tile streams through shared
-// memory and the n-tiles each warp computes in them, the text-row key splits,
-// and the host's count of exactly weighted pairs. Plain C++ (host + device
-// under nvcc), so a host-only test can replay the kernel's walk and check it
-// against core/window.h.
+// The local-exact hybrid on the GPU, the part host and device share: the kernels'
+// description of the token layout (WindowArgs), the exact set E(i) of core/window.h as
+// index arithmetic the kernels can walk (ExactSet), the tensor-core kernel's tiles, the
+// stages each tile streams through shared memory and the n-tiles each warp computes in
+// them, the text-row key splits, and the host's count of exactly weighted pairs. Plain
+// C++ (host + device under nvcc), so a host-only test can replay the kernel's walk and
+// check it against core/window.h.
 #pragma once
 
 #include <algorithm>
@@ -24,71 +23,61 @@
 
 namespace ta::cuda {
 
-// ---- the tensor-core kernel's shape
-// --------------------------------------------------- 8 warps x 16 query rows
-// per block. A grid tile is `rows` grid rows x `width` columns (width 64, 32 or
-// 16, rows = 128 / width), warp w taking 16 consecutive columns of one row; a
-// text tile is up to 128 consecutive text queries.
+// ---- the tensor-core kernel's shape ---------------------------------------------------
+// 8 warps x 16 query rows per block. A grid tile is `rows` grid rows x `width` columns
+// (width 64, 32 or 16, rows = 128 / width), warp w taking 16 consecutive columns of one
+// row; a text tile is up to 128 consecutive text queries.
 inline constexpr int kWindowWarps = 8;
 inline constexpr int kWindowTileQueries = 16 * kWindowWarps;
-// Keys per text stage (a multiple of 16: the P.V k-steps pair n-tiles). 256
-// text keys are 4 full stages.
+// Keys per text stage (a multiple of 16: the P.V k-steps pair n-tiles). 256 text keys
+// are 4 full stages.
 inline constexpr int kWindowTextKeys = 64;
-// Columns per window stage: one piece of one key row. 72 = 64 + 2 x 4 holds a
-// whole key row of a 64-wide tile at radius 4 (Flux's default), so each key row
-// is one stage.
+// Columns per window stage: one piece of one key row. 72 = 64 + 2 x 4 holds a whole key
+// row of a 64-wide tile at radius 4 (Flux's default), so each key row is one stage.
 inline constexpr int kWindowPieceKeys = 72;
-// Key rows of a staging buffer; the value buffer has 8 more, always zero, which
-// the last P.V k-step of an odd n-tile count may read.
-inline constexpr int kWindowStageRows =
-    kWindowPieceKeys > kWindowTextKeys ? kWindowPieceKeys : kWindowTextKeys;
+// Key rows of a staging buffer; the value buffer has 8 more, always zero, which the last
+// P.V k-step of an odd n-tile count may read.
+inline constexpr int kWindowStageRows = kWindowPieceKeys > kWindowTextKeys ? kWindowPieceKeys : kWindowTextKeys;
 inline constexpr int kWindowPadRows = 8;
-// Text rows exact over every key are split over key ranges (partials merged by
-// a second kernel): at most this many splits, each at least this many keys.
+// Text rows exact over every key are split over key ranges (partials merged by a second
+// kernel): at most this many splits, each at least this many keys.
 inline constexpr int kWindowMaxSplits = 32;
 inline constexpr int64_t kWindowMinSplitKeys = 512;
 
 struct WindowTile {
-  int64_t q0;    // text: first query; grid: token of (y, x0)
-  int64_t y, x0; // grid tiles: first query row and column
-  int32_t rows;  // grid rows of queries (1 for text tiles)
-  int32_t cols;  // queries per row (text tiles: the tile's queries)
-  int32_t width; // columns a row of warps covers: 16 x warps per row (128 for
-                 // text tiles)
-  int32_t grid;  // grid index, -1 for text queries
+  int64_t q0;        // text: first query; grid: token of (y, x0)
+  int64_t y, x0;     // grid tiles: first query row and column
+  int32_t rows;      // grid rows of queries (1 for text tiles)
+  int32_t cols;      // queries per row (text tiles: the tile's queries)
+  int32_t width;     // columns a row of warps covers: 16 x warps per row (128 for text tiles)
+  int32_t grid;      // grid index, -1 for text queries
 };
 
 struct WindowArgs {
-  int64_t text;   // leading text tokens
-  int64_t radius; // Chebyshev radius on the query's grid (clamped to the
-                  // largest grid extent)
+  int64_t text;    // leading text tokens
+  int64_t radius;  // Chebyshev radius on the query's grid (clamped to the largest grid extent)
   int32_t text_keys, text_queries;
   int32_t num_grids;
-  int32_t P; // Taylor terms (T_P of the keys the hybrid weights exactly is
-             // subtracted)
-  int64_t grid_start[TA_MAX_GRIDS], grid_height[TA_MAX_GRIDS],
-      grid_width[TA_MAX_GRIDS];
-  const WindowTile *tiles; // device copy of window_tiles() (tensor-core kernel)
-  // Text-row partials (m, l, acc[dvs]) per (unit in batch, text row, split):
-  // workspace the engine sizes with window_partial_bytes(); NULL (or too small)
-  // means no splits.
-  float *partials;
+  int32_t P;       // Taylor terms (T_P of the keys the hybrid weights exactly is subtracted)
+  int64_t grid_start[TA_MAX_GRIDS], grid_height[TA_MAX_GRIDS], grid_width[TA_MAX_GRIDS];
+  const WindowTile* tiles;  // device copy of window_tiles() (tensor-core kernel)
+  // Text-row partials (m, l, acc[dvs]) per (unit in batch, text row, split): workspace
+  // the engine sizes with window_partial_bytes(); NULL (or too small) means no splits.
+  float* partials;
   int64_t partial_floats;
   // Set by the tensor-core launcher for one launch.
-  int64_t tile_count,
-      text_tiles; // tiles in `tiles`, of which the leading text_tiles are text
-  int64_t units;  // units of the batch
-  int32_t splits; // key ranges per text tile (1 unless text_queries)
-  int64_t split_keys; // keys per range (a multiple of kWindowTextKeys)
+  int64_t tile_count, text_tiles;  // tiles in `tiles`, of which the leading text_tiles are text
+  int64_t units;                   // units of the batch
+  int32_t splits;                  // key ranges per text tile (1 unless text_queries)
+  int64_t split_keys;              // keys per range (a multiple of kWindowTextKeys)
 };
 
 TA_HD inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 TA_HD inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-// a / b and a % b for a >= 0, b > 0: in 32 bits when both fit (always, in
-// practice), which on the GPU is a few instructions instead of a call to the
-// 64-bit division routine.
-TA_HD inline void divmod(int64_t a, int64_t b, int64_t *q, int64_t *r) {
+// a / b and a % b for a >= 0, b > 0: in 32 bits when both fit (always, in practice), which
+// on the GPU is a few instructions instead of a call to the 64-bit division routine.
+TA_HD inline void divmod(int64_t a, int64_t b, int64_t* q, int64_t* r) {
   if (a <= 0xffffffffLL && b <= 0xffffffffLL) {
     const auto a32 = static_cast<uint32_t>(a), b32 = static_cast<uint32_t>(b);
     *q = a32 / b32;
@@ -99,30 +88,28 @@ TA_HD inline void divmod(int64_t a, int64_t b, int64_t *q, int64_t *r) {
   *r = a % b;
 }
 
-// E(i) before the key mask, in core/window.h's order: keys [0, text_len), then
-// the window's rows top to bottom, nx keys each, W apart.
+// E(i) before the key mask, in core/window.h's order: keys [0, text_len), then the
+// window's rows top to bottom, nx keys each, W apart.
 struct ExactSet {
   int64_t count = 0;     // keys in the set
   int64_t text_len = 0;  // leading keys 0 .. text_len-1
   int64_t tok0 = 0;      // the window's top-left key
   int64_t W = 1, nx = 1; // grid row stride, window width
   TA_HD int64_t key(int64_t k) const {
-    if (k < text_len)
-      return k;
+    if (k < text_len) return k;
     int64_t row = 0, col = 0;
     divmod(k - text_len, nx, &row, &col);
     return tok0 + row * W + col;
   }
 };
 
-TA_HD inline int grid_of(const WindowArgs &w, int64_t i) {
+TA_HD inline int grid_of(const WindowArgs& w, int64_t i) {
   int g = 0;
-  while (g + 1 < w.num_grids && i >= w.grid_start[g + 1])
-    ++g;
+  while (g + 1 < w.num_grids && i >= w.grid_start[g + 1]) ++g;
   return g;
 }
 
-TA_HD inline ExactSet exact_set(const WindowArgs &w, int64_t i, int64_t Nk) {
+TA_HD inline ExactSet exact_set(const WindowArgs& w, int64_t i, int64_t Nk) {
   ExactSet e;
   if (i < w.text) {
     e.text_len = w.text_queries ? Nk : (w.text_keys ? w.text : 0);
@@ -131,8 +118,7 @@ TA_HD inline ExactSet exact_set(const WindowArgs &w, int64_t i, int64_t Nk) {
   }
   e.text_len = w.text_keys ? w.text : 0;
   const int g = grid_of(w, i);
-  const int64_t W = w.grid_width[g], H = w.grid_height[g],
-                local = i - w.grid_start[g];
+  const int64_t W = w.grid_width[g], H = w.grid_height[g], local = i - w.grid_start[g];
   const int64_t y = local / W, x = local % W;
   const int64_t y0 = max64(y - w.radius, 0), y1 = min64(y + w.radius, H - 1);
   const int64_t x0 = max64(x - w.radius, 0), x1 = min64(x + w.radius, W - 1);
@@ -143,39 +129,31 @@ TA_HD inline ExactSet exact_set(const WindowArgs &w, int64_t i, int64_t Nk) {
   return e;
 }
 
-// ---- the tensor-core kernel's walk
-// ---------------------------------------------------- A tile streams its
-// candidate keys through shared memory in stages: first its text range in
-// stages of kWindowTextKeys keys (every key exact for every query of the tile),
-// then for grid tiles each key row y-r .. y+rows-1+r (clamped to the grid) in
-// pieces of kWindowPieceKeys columns. Columns are counted in "span" coordinates
-// c = column - col_lo with col_lo = x0 - r, so warp w (columns x0 + 16 wx ..)
-// reaches c in [16 wx, 16 wx + 16
-// + 2r): an n-tile (8 keys) boundary. Key c is exact for the query in tile
-// column lc (0-based) when 0 <= c - lc <= 2r, and for queries of grid row qy
-// when |ky - qy| <= r.
+// ---- the tensor-core kernel's walk ----------------------------------------------------
+// A tile streams its candidate keys through shared memory in stages: first its text range
+// in stages of kWindowTextKeys keys (every key exact for every query of the tile), then
+// for grid tiles each key row y-r .. y+rows-1+r (clamped to the grid) in pieces of
+// kWindowPieceKeys columns. Columns are counted in "span" coordinates c = column - col_lo
+// with col_lo = x0 - r, so warp w (columns x0 + 16 wx ..) reaches c in [16 wx, 16 wx + 16
+// + 2r): an n-tile (8 keys) boundary. Key c is exact for the query in tile column lc
+// (0-based) when 0 <= c - lc <= 2r, and for queries of grid row qy when |ky - qy| <= r.
 
-// n-tiles a warp computes in a window stage: its reach of 16 + 2r columns in
-// whole n-tiles (3 up to r = 4, 6 up to r = 16), else the whole piece.
+// n-tiles a warp computes in a window stage: its reach of 16 + 2r columns in whole
+// n-tiles (3 up to r = 4, 6 up to r = 16), else the whole piece.
 TA_HD inline int window_stage_ntiles(int64_t radius) {
-  return 16 + 2 * radius <= 24   ? 3
-         : 16 + 2 * radius <= 48 ? 6
-                                 : kWindowPieceKeys / 8;
+  return 16 + 2 * radius <= 24 ? 3 : 16 + 2 * radius <= 48 ? 6 : kWindowPieceKeys / 8;
 }
 
 struct TilePlan {
-  int64_t text_begin = 0, text_end = 0, text_stages = 0; // text-stage key range
-  int64_t ky_lo = 0, key_rows = 0,
-          pieces = 0;           // window key rows, pieces per row
-  int64_t col_lo = 0, span = 0; // span coordinates (see above)
-  int64_t W = 0, row0_tok = 0;  // grid width, token of (ky_lo, column 0)
+  int64_t text_begin = 0, text_end = 0, text_stages = 0;  // text-stage key range
+  int64_t ky_lo = 0, key_rows = 0, pieces = 0;           // window key rows, pieces per row
+  int64_t col_lo = 0, span = 0;                           // span coordinates (see above)
+  int64_t W = 0, row0_tok = 0;                            // grid width, token of (ky_lo, column 0)
   int64_t stages = 0;
 };
 
-// The stages of tile t (text tiles with text_queries: key range `split` of
-// w.splits).
-TA_HD inline TilePlan tile_plan(const WindowArgs &w, const WindowTile &t,
-                                int64_t split, int64_t Nk) {
+// The stages of tile t (text tiles with text_queries: key range `split` of w.splits).
+TA_HD inline TilePlan tile_plan(const WindowArgs& w, const WindowTile& t, int64_t split, int64_t Nk) {
   TilePlan p;
   if (t.grid < 0 && w.text_queries) {
     const int64_t per = w.split_keys > 0 ? w.split_keys : Nk;
@@ -184,8 +162,7 @@ TA_HD inline TilePlan tile_plan(const WindowArgs &w, const WindowTile &t,
   } else {
     p.text_end = w.text_keys ? w.text : 0;
   }
-  p.text_stages =
-      (p.text_end - p.text_begin + kWindowTextKeys - 1) / kWindowTextKeys;
+  p.text_stages = (p.text_end - p.text_begin + kWindowTextKeys - 1) / kWindowTextKeys;
   if (t.grid >= 0) {
     const int64_t H = w.grid_height[t.grid], W = w.grid_width[t.grid];
     p.ky_lo = max64(t.y - w.radius, 0);
@@ -200,22 +177,21 @@ TA_HD inline TilePlan tile_plan(const WindowArgs &w, const WindowTile &t,
   return p;
 }
 
-// The keys of one stage: buffer row i holds token tok_first + (i - row_first)
-// for row_first <= i < row_first + n (zeros elsewhere, and for masked keys).
+// The keys of one stage: buffer row i holds token tok_first + (i - row_first) for
+// row_first <= i < row_first + n (zeros elsewhere, and for masked keys).
 struct StageKeys {
   int64_t tok_first = 0;
   int32_t row_first = 0, n = 0;
-  bool window = false; // a window piece (else text keys)
-  int64_t ky = 0;      // window: key row
-  int64_t pc0 = 0;     // window: span coordinate of buffer row 0
+  bool window = false;  // a window piece (else text keys)
+  int64_t ky = 0;       // window: key row
+  int64_t pc0 = 0;      // window: span coordinate of buffer row 0
 };
 
-TA_HD inline StageKeys stage_keys(const TilePlan &p, int64_t stage) {
+TA_HD inline StageKeys stage_keys(const TilePlan& p, int64_t stage) {
   StageKeys k;
   if (stage < p.text_stages) {
     k.tok_first = p.text_begin + stage * kWindowTextKeys;
-    k.n =
-        static_cast<int32_t>(min64(kWindowTextKeys, p.text_end - k.tok_first));
+    k.n = static_cast<int32_t>(min64(kWindowTextKeys, p.text_end - k.tok_first));
     return k;
   }
   int64_t row = 0, piece = 0;
@@ -225,29 +201,23 @@ TA_HD inline StageKeys stage_keys(const TilePlan &p, int64_t stage) {
   k.pc0 = piece * kWindowPieceKeys;
   // Columns of this piece inside both the span and the grid.
   const int64_t lo = max64(k.pc0, -p.col_lo);
-  const int64_t hi =
-      min64(min64(k.pc0 + kWindowPieceKeys, p.span), p.W - p.col_lo);
+  const int64_t hi = min64(min64(k.pc0 + kWindowPieceKeys, p.span), p.W - p.col_lo);
   k.row_first = static_cast<int32_t>(min64(lo - k.pc0, kWindowPieceKeys));
   k.n = static_cast<int32_t>(max64(hi - lo, 0));
   k.tok_first = p.row0_tok + row * p.W + p.col_lo + lo;
   return k;
 }
 
-// The order a block walks its stages in: stage_keys(p, window_stage_order(p, t,
-// st)) for st = 0 .. p.stages - 1. Any order is exact (online softmax); this
-// one starts a grid tile at its own query rows and moves outwards (offsets 0,
-// +1, -1, +2, -2, ... from the tile's first row, the longer side alone once the
-// shorter is used up), and puts the text stages last, so the running maximum
-// usually reaches the row's largest score (the keys next to the query) early
-// and the accumulator is rescaled less often. ncu at 5b3e143 (text first, then
-// rows top to bottom): 61% of the stages rescaled. Text tiles keep their order.
-TA_HD inline int64_t window_stage_order(const TilePlan &p, const WindowTile &t,
-                                        int64_t st) {
+// The order a block walks its stages in: stage_keys(p, window_stage_order(p, t, st)) for
+// st = 0 .. p.stages - 1. Any order is exact (online softmax); this one starts a grid tile
+// at its first query row and moves outwards (offsets 0, +1, -1, +2, -2, ... from that row,
+// the longer side alone once the shorter one is used up), and puts the text stages last,
+// so a row's running maximum usually reaches its largest scores (the keys next to the
+// query) early and the accumulator is rescaled less often. Text tiles keep their order.
+TA_HD inline int64_t window_stage_order(const TilePlan& p, const WindowTile& t, int64_t st) {
   const int64_t window_stages = p.stages - p.text_stages;
-  if (t.grid < 0 || window_stages <= 0)
-    return st;
-  if (st >= window_stages)
-    return st - window_stages; // the text stages, last
+  if (t.grid < 0 || window_stages <= 0) return st;
+  if (st >= window_stages) return st - window_stages;  // the text stages, last
   int64_t n = 0, piece = 0;
   divmod(st, p.pieces, &n, &piece);
   const int64_t c = t.y - p.ky_lo, below = c, above = p.key_rows - 1 - c;
@@ -263,16 +233,15 @@ TA_HD inline int64_t window_stage_order(const TilePlan &p, const WindowTile &t,
   return p.text_stages + (c + offset) * p.pieces + piece;
 }
 
-// Warp `warp`'s queries in tile t: grid row qy (grid tiles), tile columns lc0
-// .. lc0+15 (those < t.cols exist). Query lc0 + l is token t.q0 + wy * W + lc0
-// + l.
+// Warp `warp`'s queries in tile t: grid row qy (grid tiles), tile columns lc0 .. lc0+15
+// (those < t.cols exist). Query lc0 + l is token t.q0 + wy * W + lc0 + l.
 struct WarpRows {
   bool active = false;
   int64_t wy = 0, qy = 0;
   int32_t lc0 = 0;
 };
 
-TA_HD inline WarpRows warp_rows(const WindowTile &t, int warp) {
+TA_HD inline WarpRows warp_rows(const WindowTile& t, int warp) {
   WarpRows r;
   const int per_row = t.width / 16;
   r.wy = warp / per_row;
@@ -282,101 +251,81 @@ TA_HD inline WarpRows warp_rows(const WindowTile &t, int warp) {
   return r;
 }
 
-// First of the `nw` consecutive n-tiles (8 buffer rows each) a warp computes in
-// a stage, or -1 when the stage holds nothing for it. Text stages: all of them
-// from 0. Window stages: the n-tiles of its reach that hold staged keys, moved
-// left where they would pass the piece (the extra keys are outside its queries'
-// windows: the exact-set test weights them 0).
-TA_HD inline int warp_first_ntile(const WindowArgs &w, const TilePlan &p,
-                                  const StageKeys &k, const WarpRows &r,
+// First of the `nw` consecutive n-tiles (8 buffer rows each) a warp computes in a stage,
+// or -1 when the stage holds nothing for it. Text stages: all of them from 0. Window
+// stages: the n-tiles of its reach that hold staged keys, moved left where they would
+// pass the piece (the extra keys are outside its queries' windows: the exact-set test
+// weights them 0).
+TA_HD inline int warp_first_ntile(const WindowArgs& w, const TilePlan& p, const StageKeys& k, const WarpRows& r,
                                   int nw) {
-  if (!r.active)
-    return -1;
-  if (!k.window)
-    return 0;
-  if (k.ky < r.qy - w.radius || k.ky > r.qy + w.radius)
-    return -1;
+  if (!r.active) return -1;
+  if (!k.window) return 0;
+  if (k.ky < r.qy - w.radius || k.ky > r.qy + w.radius) return -1;
   const int64_t lo = max64(max64(r.lc0, k.pc0 + k.row_first), k.pc0);
-  const int64_t hi = min64(
-      min64(r.lc0 + 16 + 2 * w.radius, k.pc0 + k.row_first + k.n), p.span);
-  if (lo >= hi)
-    return -1;
+  const int64_t hi = min64(min64(r.lc0 + 16 + 2 * w.radius, k.pc0 + k.row_first + k.n), p.span);
+  if (lo >= hi) return -1;
   return static_cast<int>(min64((lo - k.pc0) / 8, kWindowPieceKeys / 8 - nw));
 }
 
-// Whether buffer row i of a window stage is in the exact set of the warp's
-// query lc0 + l.
-TA_HD inline bool window_exact(const StageKeys &k, int32_t lc0, int l, int i,
-                               int64_t radius) {
+// Whether buffer row i of a window stage is in the exact set of the warp's query lc0 + l.
+TA_HD inline bool window_exact(const StageKeys& k, int32_t lc0, int l, int i, int64_t radius) {
   const int64_t d = k.pc0 + i - lc0 - l;
   return d >= 0 && d <= 2 * radius;
 }
 
-// ---- host side
-// ----------------------------------------------------------------------
+// ---- host side ----------------------------------------------------------------------
 
-inline WindowArgs window_args(const Window &win, int32_t P) {
+inline WindowArgs window_args(const Window& win, int32_t P) {
   WindowArgs a{};
   a.text = win.text();
   a.text_keys = win.text_keys ? 1 : 0;
   a.text_queries = win.text_queries ? 1 : 0;
   a.num_grids = win.layout.num_grids;
   a.P = P;
-  // A radius beyond every grid's extent selects whole grids, as the grid extent
-  // does; clamping keeps the kernels' column arithmetic in 32-bit range.
+  // A radius beyond every grid's extent selects whole grids, as the grid extent does;
+  // clamping keeps the kernels' column arithmetic in 32-bit range.
   int64_t extent = 1;
   for (int g = 0; g < win.layout.num_grids; ++g) {
     a.grid_start[g] = win.grid_start[g];
     a.grid_height[g] = win.layout.grid_height[g];
     a.grid_width[g] = win.layout.grid_width[g];
-    extent =
-        std::max({extent, win.layout.grid_height[g], win.layout.grid_width[g]});
+    extent = std::max({extent, win.layout.grid_height[g], win.layout.grid_width[g]});
   }
   a.radius = std::min<int64_t>(win.radius, extent);
   a.splits = 1;
   return a;
 }
 
-// Modelled cost of a stage in n-tile units (the work of its busiest warp plus a
-// fixed cost for the barrier and bookkeeping), the unit of the tile-shape and
-// split choices.
+// Modelled cost of a stage in n-tile units (the work of its busiest warp plus a fixed
+// cost for the barrier and bookkeeping), the unit of the tile-shape and split choices.
 inline constexpr int64_t kWindowStageOverhead = 2;
 
-inline int64_t window_tile_cost(const WindowArgs &a, const WindowTile &t,
-                                int64_t Nk) {
+inline int64_t window_tile_cost(const WindowArgs& a, const WindowTile& t, int64_t Nk) {
   const TilePlan p = tile_plan(a, t, 0, Nk);
   return p.text_stages * (kWindowTextKeys / 8 + kWindowStageOverhead) +
-         (p.stages - p.text_stages) *
-             (window_stage_ntiles(a.radius) + kWindowStageOverhead);
+         (p.stages - p.text_stages) * (window_stage_ntiles(a.radius) + kWindowStageOverhead);
 }
 
-// Grid g's tiles of one width, in order: rows of tiles top to bottom, left to
-// right.
+// Grid g's tiles of one width, in order: rows of tiles top to bottom, left to right.
 template <class Fn>
-void for_each_grid_tile(const WindowArgs &a, int g, int32_t width, Fn &&fn) {
-  const int64_t H = a.grid_height[g], W = a.grid_width[g],
-                R = kWindowTileQueries / width;
+void for_each_grid_tile(const WindowArgs& a, int g, int32_t width, Fn&& fn) {
+  const int64_t H = a.grid_height[g], W = a.grid_width[g], R = kWindowTileQueries / width;
   for (int64_t y = 0; y < H; y += R) {
     for (int64_t x0 = 0; x0 < W; x0 += width) {
-      fn(WindowTile{a.grid_start[g] + y * W + x0, y, x0,
-                    static_cast<int32_t>(std::min(R, H - y)),
-                    static_cast<int32_t>(std::min<int64_t>(width, W - x0)),
-                    width, g});
+      fn(WindowTile{a.grid_start[g] + y * W + x0, y, x0, static_cast<int32_t>(std::min(R, H - y)),
+                    static_cast<int32_t>(std::min<int64_t>(width, W - x0)), width, g});
     }
   }
 }
 
-// The tile width of grid g with the least modelled cost (64 wins ties, then
-// 32): 64 for wide grids (a key row of 72 columns serves 128 queries), narrower
-// for narrow grids.
-inline int32_t window_grid_width(const WindowArgs &a, int g) {
+// The tile width of grid g with the least modelled cost (64 wins ties, then 32): 64 for
+// wide grids (a key row of 72 columns serves 128 queries), narrower for narrow grids.
+inline int32_t window_grid_width(const WindowArgs& a, int g) {
   int32_t best = 64;
   int64_t best_cost = -1;
   for (int32_t width : {64, 32, 16}) {
     int64_t cost = 0;
-    for_each_grid_tile(a, g, width, [&](const WindowTile &t) {
-      cost += window_tile_cost(a, t, 0);
-    });
+    for_each_grid_tile(a, g, width, [&](const WindowTile& t) { cost += window_tile_cost(a, t, 0); });
     if (best_cost < 0 || cost < best_cost) {
       best = width;
       best_cost = cost;
@@ -385,121 +334,97 @@ inline int32_t window_grid_width(const WindowArgs &a, int g) {
   return best;
 }
 
-// Calls fn(tile) for the tensor-core kernel's tiles: the text tiles first (a
-// text row may span every key, so those are the longest and should start
-// first), then each grid's.
-template <class Fn> void for_each_window_tile(const WindowArgs &a, Fn &&fn) {
+// Calls fn(tile) for the tensor-core kernel's tiles: the text tiles first (a text row may
+// span every key, so those are the longest and should start first), then each grid's.
+template <class Fn>
+void for_each_window_tile(const WindowArgs& a, Fn&& fn) {
   const int64_t q = kWindowTileQueries;
   for (int64_t q0 = 0; q0 < a.text; q0 += q) {
-    fn(WindowTile{q0, 0, 0, 1, static_cast<int32_t>(std::min(q, a.text - q0)),
-                  static_cast<int32_t>(q), -1});
+    fn(WindowTile{q0, 0, 0, 1, static_cast<int32_t>(std::min(q, a.text - q0)), static_cast<int32_t>(q), -1});
   }
-  for (int g = 0; g < a.num_grids; ++g)
-    for_each_grid_tile(a, g, window_grid_width(a, g), fn);
+  for (int g = 0; g < a.num_grids; ++g) for_each_grid_tile(a, g, window_grid_width(a, g), fn);
 }
 
-inline int64_t window_text_tile_count(const WindowArgs &a) {
+inline int64_t window_text_tile_count(const WindowArgs& a) {
   return (a.text + kWindowTileQueries - 1) / kWindowTileQueries;
 }
 
-inline int64_t window_tile_count(const Window &win) {
+inline int64_t window_tile_count(const Window& win) {
   int64_t n = 0;
-  for_each_window_tile(window_args(win, 0), [&](const WindowTile &) { ++n; });
+  for_each_window_tile(window_args(win, 0), [&](const WindowTile&) { ++n; });
   return n;
 }
 
-inline std::vector<WindowTile> window_tiles(const Window &win) {
+inline std::vector<WindowTile> window_tiles(const Window& win) {
   std::vector<WindowTile> tiles;
-  for_each_window_tile(window_args(win, 0),
-                       [&](const WindowTile &t) { tiles.push_back(t); });
+  for_each_window_tile(window_args(win, 0), [&](const WindowTile& t) { tiles.push_back(t); });
   return tiles;
 }
 
 // Modelled cost of one unit's grid tiles.
-inline int64_t window_grid_cost(const WindowArgs &a) {
+inline int64_t window_grid_cost(const WindowArgs& a) {
   int64_t cost = 0;
   for (int g = 0; g < a.num_grids; ++g) {
-    for_each_grid_tile(a, g, window_grid_width(a, g), [&](const WindowTile &t) {
-      cost += window_tile_cost(a, t, 0);
-    });
+    for_each_grid_tile(a, g, window_grid_width(a, g), [&](const WindowTile& t) { cost += window_tile_cost(a, t, 0); });
   }
   return cost;
 }
 
-// Key ranges per text tile for text rows exact over every key. Text blocks
-// start first; split until one is at most a third of an SM's modelled share of
-// the launch, with at least kWindowMinSplitKeys keys per range and at most
-// kWindowMaxSplits ranges. grid_cost: window_grid_cost(a).
-inline int32_t window_text_splits(const WindowArgs &a, int64_t units,
-                                  int64_t Nk, int sms, int64_t grid_cost) {
-  if (!a.text_queries || a.text <= 0 || units <= 0 || Nk <= 0)
-    return 1;
-  const int64_t whole = (Nk + kWindowTextKeys - 1) / kWindowTextKeys *
-                        (kWindowTextKeys / 8 + kWindowStageOverhead);
-  const int64_t per_sm = units *
-                         (grid_cost + window_text_tile_count(a) * whole) /
-                         std::max(sms, 1);
+// Key ranges per text tile for text rows exact over every key. Text blocks start first;
+// split until one is at most a third of an SM's modelled share of the launch, with at
+// least kWindowMinSplitKeys keys per range and at most kWindowMaxSplits ranges.
+// grid_cost: window_grid_cost(a).
+inline int32_t window_text_splits(const WindowArgs& a, int64_t units, int64_t Nk, int sms, int64_t grid_cost) {
+  if (!a.text_queries || a.text <= 0 || units <= 0 || Nk <= 0) return 1;
+  const int64_t whole = (Nk + kWindowTextKeys - 1) / kWindowTextKeys * (kWindowTextKeys / 8 + kWindowStageOverhead);
+  const int64_t per_sm = units * (grid_cost + window_text_tile_count(a) * whole) / std::max(sms, 1);
   const int64_t target = std::max<int64_t>(per_sm / 3, 1);
   const int64_t want = (whole + target - 1) / target;
-  const int64_t most = std::min<int64_t>(
-      kWindowMaxSplits, std::max<int64_t>(1, Nk / kWindowMinSplitKeys));
+  const int64_t most = std::min<int64_t>(kWindowMaxSplits, std::max<int64_t>(1, Nk / kWindowMinSplitKeys));
   return static_cast<int32_t>(std::clamp<int64_t>(want, 1, most));
 }
 
-inline int64_t window_partial_floats_for(const WindowArgs &a, int64_t units,
-                                         int32_t splits, int64_t dvs) {
+inline int64_t window_partial_floats_for(const WindowArgs& a, int64_t units, int32_t splits, int64_t dvs) {
   return splits > 1 ? units * a.text * splits * (dvs + 2) : 0;
 }
 
 // Sets a launch's split count and the keys per range (kWindowTextKeys-aligned).
-inline void window_set_splits(WindowArgs &a, int32_t splits, int64_t Nk) {
+inline void window_set_splits(WindowArgs& a, int32_t splits, int64_t Nk) {
   a.splits = std::max(splits, 1);
   const int64_t per = (Nk + a.splits - 1) / a.splits;
-  a.split_keys = std::max<int64_t>((per + kWindowTextKeys - 1) /
-                                       kWindowTextKeys * kWindowTextKeys,
-                                   kWindowTextKeys);
+  a.split_keys = std::max<int64_t>((per + kWindowTextKeys - 1) / kWindowTextKeys * kWindowTextKeys, kWindowTextKeys);
 }
 
-// SM count the workspace is sized for when the device is not known (an H100's).
-// Any value is safe: the launcher lowers the splits to what the workspace
-// holds.
+// SM count the workspace is sized for when the device is not known (an H100's). Any value
+// is safe: the launcher lowers the splits to what the workspace holds.
 inline constexpr int kWindowSizingSms = 132;
 
-// Workspace bytes for the text-row partials of batches of up to
-// `units_per_batch` units (0 when no launch would split): the largest need over
-// the batch sizes the launcher may see, with the same choice of splits.
-inline int64_t window_partial_bytes(const Window &win, int64_t units_per_batch,
-                                    int64_t dvs, int64_t Nk,
+// Workspace bytes for the text-row partials of batches of up to `units_per_batch` units
+// (0 when no launch would split): the largest need over the batch sizes the launcher may
+// see, with the same choice of splits.
+inline int64_t window_partial_bytes(const Window& win, int64_t units_per_batch, int64_t dvs, int64_t Nk,
                                     int sms = kWindowSizingSms) {
-  if (!win.active || !win.text_queries || win.text() <= 0)
-    return 0;
+  if (!win.active || !win.text_queries || win.text() <= 0) return 0;
   const WindowArgs a = window_args(win, 0);
   const int64_t grid_cost = window_grid_cost(a);
   int64_t most = 0;
   for (int64_t u = 1; u <= units_per_batch; ++u) {
-    most = std::max(
-        most, window_partial_floats_for(
-                  a, u, window_text_splits(a, u, Nk, sms, grid_cost), dvs));
+    most = std::max(most, window_partial_floats_for(a, u, window_text_splits(a, u, Nk, sms, grid_cost), dvs));
   }
   return most * 4;
 }
 
-// (query, attended key) pairs in the exact sets of one head slice, summed over
-// the batch: what the CPU engine counts key by key. Without a mask the window
-// counts separate into rows times columns (O(H + W) per grid); with one, prefix
-// sums of the mask over keys (text keys) and per grid in 2-D (windows) give O(B
-// x N) whatever the radius.
-inline int64_t exact_pairs_per_slice(const Window &win, const KeyMask &mask,
-                                     int64_t B, int64_t Nk) {
-  if (!win.active)
-    return 0;
+// (query, attended key) pairs in the exact sets of one head slice, summed over the batch:
+// what the CPU engine counts key by key. Without a mask the window counts separate into
+// rows times columns (O(H + W) per grid); with one, prefix sums of the mask over keys (text
+// keys) and per grid in 2-D (windows) give O(B x N) whatever the radius.
+inline int64_t exact_pairs_per_slice(const Window& win, const KeyMask& mask, int64_t B, int64_t Nk) {
+  if (!win.active) return 0;
   const int64_t T = win.text(), r = win.radius;
-  // Keys within the radius along one axis of n positions, summed over the
-  // positions.
+  // Keys within the radius along one axis of n positions, summed over the positions.
   auto axis_sum = [r](int64_t n) {
     int64_t sum = 0;
-    for (int64_t p = 0; p < n; ++p)
-      sum += std::min<int64_t>(p + r, n - 1) - std::max<int64_t>(p - r, 0) + 1;
+    for (int64_t p = 0; p < n; ++p) sum += std::min<int64_t>(p + r, n - 1) - std::max<int64_t>(p - r, 0) + 1;
     return sum;
   };
   if (mask.empty()) {
@@ -516,37 +441,26 @@ inline int64_t exact_pairs_per_slice(const Window &win, const KeyMask &mask,
   int64_t total = 0;
   for (int64_t b = 0; b < distinct; ++b) {
     for (int64_t j = 0; j < Nk; ++j) {
-      prefix[static_cast<size_t>(j) + 1] =
-          prefix[static_cast<size_t>(j)] + (mask.attends(b, j) ? 1 : 0);
+      prefix[static_cast<size_t>(j) + 1] = prefix[static_cast<size_t>(j)] + (mask.attends(b, j) ? 1 : 0);
     }
-    const int64_t text_keys =
-        win.text_keys ? prefix[static_cast<size_t>(T)] : 0;
-    int64_t n =
-        T * (win.text_queries ? prefix[static_cast<size_t>(Nk)] : text_keys);
+    const int64_t text_keys = win.text_keys ? prefix[static_cast<size_t>(T)] : 0;
+    int64_t n = T * (win.text_queries ? prefix[static_cast<size_t>(Nk)] : text_keys);
     for (int g = 0; g < win.layout.num_grids; ++g) {
-      const int64_t H = win.layout.grid_height[g], W = win.layout.grid_width[g],
-                    s = win.grid_start[g];
+      const int64_t H = win.layout.grid_height[g], W = win.layout.grid_width[g], s = win.grid_start[g];
       n += H * W * text_keys;
-      // sat[(y + 1) * (W + 1) + x + 1]: attended keys of the grid in rows <= y,
-      // columns <= x.
+      // sat[(y + 1) * (W + 1) + x + 1]: attended keys of the grid in rows <= y, columns <= x.
       sat.assign(static_cast<size_t>((H + 1) * (W + 1)), 0);
-      auto at = [&](int64_t y, int64_t x) -> int64_t & {
-        return sat[static_cast<size_t>(y * (W + 1) + x)];
-      };
+      auto at = [&](int64_t y, int64_t x) -> int64_t& { return sat[static_cast<size_t>(y * (W + 1) + x)]; };
       for (int64_t y = 0; y < H; ++y) {
         for (int64_t x = 0; x < W; ++x) {
-          at(y + 1, x + 1) = (mask.attends(b, s + y * W + x) ? 1 : 0) +
-                             at(y, x + 1) + at(y + 1, x) - at(y, x);
+          at(y + 1, x + 1) = (mask.attends(b, s + y * W + x) ? 1 : 0) + at(y, x + 1) + at(y + 1, x) - at(y, x);
         }
       }
       for (int64_t y = 0; y < H; ++y) {
-        const int64_t y0 = std::max<int64_t>(y - r, 0),
-                      y1 = std::min<int64_t>(y + r, H - 1);
+        const int64_t y0 = std::max<int64_t>(y - r, 0), y1 = std::min<int64_t>(y + r, H - 1);
         for (int64_t x = 0; x < W; ++x) {
-          const int64_t x0 = std::max<int64_t>(x - r, 0),
-                        x1 = std::min<int64_t>(x + r, W - 1);
-          n +=
-              at(y1 + 1, x1 + 1) - at(y0, x1 + 1) - at(y1 + 1, x0) + at(y0, x0);
+          const int64_t x0 = std::max<int64_t>(x - r, 0), x1 = std::min<int64_t>(x + r, W - 1);
+          n += at(y1 + 1, x1 + 1) - at(y0, x1 + 1) - at(y1 + 1, x0) + at(y0, x0);
         }
       }
     }
@@ -555,4 +469,4 @@ inline int64_t exact_pairs_per_slice(const Window &win, const KeyMask &mask,
   return distinct == 1 ? total * B : total;
 }
 
-} // namespace ta::cuda
+}  // namespace ta::cuda

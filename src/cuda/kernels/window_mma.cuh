@@ -1,113 +1,92 @@
-// Tensor-core window kernel of the local-exact hybrid (f16 / bf16 inputs): a
-// flash- attention pass restricted to each query's exact set, walked as
-// window_plan.h describes.
+// Tensor-core window kernel of the local-exact hybrid (f16 / bf16 inputs): a flash-
+// attention pass restricted to each query's exact set, walked as window_plan.h describes.
 //
-// A block (8 warps, 16 queries each) takes one WindowTile of one unit: a grid
-// tile of `rows` grid rows x `width` columns, or up to 128 text queries (with
-// text_queries, one key range of them when the text rows are split; a second
-// kernel merges the ranges). Its candidate keys stream through shared memory in
-// stages, double-buffered with cp.async (one barrier per stage): the tile's
-// text keys 64 at a time, then each key row of the window in pieces of 72
-// columns. In a text stage every warp computes all 8 n-tiles; in a window stage
-// a warp computes only the n-tiles its 16 queries reach (3 at radius <= 4) and
-// skips key rows more than r away from its grid row. Scores come from
-// mma.m16n8k16 on the raw 16-bit inputs (fp32 accumulation; the per-token scale
-// factors multiply the fp32 scores), K fragments by ldmatrix, P.V on tensor
-// cores from the weights in registers (rounded to the input type, as flash
-// attention does), V fragments by ldmatrix.trans. Keys outside a query's exact
-// set, padding and masked keys need no per-element branch in rows with a Taylor
-// part: their score is set to 0 (padding and masked keys are staged as zeros
-// with scale 0), whose weight e^{0-m} - e^{-m} T_P(0) is exactly 0 when both
-// exponentials come from the same instruction and operand (ex2_approx). Rows
-// exact over every key (text rows with text_queries) give such keys a score of
-// -inf instead.
+// A block (8 warps, 16 queries each) takes one WindowTile of one unit: a grid tile of
+// `rows` grid rows x `width` columns, or up to 128 text queries (with text_queries, one
+// key range of them when the text rows are split; a second kernel merges the ranges).
+// Its candidate keys stream through shared memory in stages, double-buffered with
+// cp.async (one barrier per stage): the tile's text keys 64 at a time, then each key row
+// of the window in pieces of 72 columns. In a text stage every warp computes all 8
+// n-tiles; in a window stage a warp computes only the n-tiles its 16 queries reach (3 at
+// radius <= 4) and skips key rows more than r away from its grid row.
+// Scores come from mma.m16n8k16 on the raw 16-bit inputs (fp32 accumulation; the per-token
+// scale factors multiply the fp32 scores), K fragments by ldmatrix, P.V on tensor cores
+// from the weights in registers (rounded to the input type, as flash attention does), V
+// fragments by ldmatrix.trans.
+// Keys outside a query's exact set, padding and masked keys need no per-element branch
+// in rows with a Taylor part: their score is set to 0 (padding and masked keys are staged
+// as zeros with scale 0), whose weight e^{0-m} - e^{-m} T_P(0) is exactly 0 when both
+// exponentials come from the same instruction and operand (ex2_approx). Rows exact over
+// every key (text rows with text_queries) give such keys a score of -inf instead.
 #pragma once
 
 #include "cuda/kernels/window.cuh"
 
 namespace ta::cuda {
 
-// Largest slice dim (q/k and v) the kernel is instantiated for; wider slices
-// take the SIMT kernel.
+// Largest slice dim (q/k and v) the kernel is instantiated for; wider slices take the
+// SIMT kernel.
 constexpr int kWindowMmaMaxDim = 128;
 constexpr int kWindowThreads = kWindowWarps * 32;
-static_assert(kWindowTextKeys % 32 == 0,
-              "text stages are sub-stages of 4 n-tiles");
-static_assert(kWindowPieceKeys / 8 % 3 == 0,
-              "window stages are sub-stages of 3 n-tiles");
+// How far (natural-log units) a row's running maximum may pass its stabiliser m before the
+// accumulator is rescaled: weights e^{s - m} then stay below e^8 ~ 2981, far from the
+// overflow of the fp32 sums and of the f16 / bf16 weights fed to the tensor cores.
+constexpr float kWindowLazyRescale = 8.0f;
+static_assert(kWindowTextKeys % 32 == 0, "text stages are sub-stages of 4 n-tiles");
+static_assert(kWindowPieceKeys / 8 % 3 == 0, "window stages are sub-stages of 3 n-tiles");
 
-// Shared memory of one block: two stage buffers, each kWindowStageRows key rows
-// then kWindowStageRows + 8 value rows (the last 8 always zero), rows padded by
-// 8 elements so ldmatrix rows hit distinct banks; the query tile is staged once
-// in the second buffer. Then per stage buffer the keys' scale factors and
-// "attends" flags, and 1/k! for T_P.
-template <int D> struct WindowSmem {
+// Shared memory of one block: two stage buffers, each kWindowStageRows key rows then
+// kWindowStageRows + 8 value rows (the last 8 always zero), rows padded by 8 elements so
+// ldmatrix rows hit distinct banks; the query tile is staged once in the second buffer.
+// Then per stage buffer the keys' scale factors and "attends" flags, and 1/k! for T_P.
+template <int D>
+struct WindowSmem {
   static constexpr int ST = D + 8;
   static constexpr int KROWS = kWindowStageRows;
   static constexpr int VROWS = kWindowStageRows + kWindowPadRows;
-  static constexpr int BUF =
-      (KROWS + VROWS) * ST; // 16-bit elements of one stage buffer
-  static constexpr size_t bytes =
-      size_t{2} * BUF * 2 + size_t{2} * 2 * KROWS * 4 + 16 * 4;
-  static_assert(KROWS + VROWS >= kWindowTileQueries,
-                "the query tile is staged in one stage buffer");
-  static_assert((ST * 2) % 16 == 0,
-                "cp.async and ldmatrix rows are 16-byte aligned");
+  static constexpr int BUF = (KROWS + VROWS) * ST;  // 16-bit elements of one stage buffer
+  static constexpr size_t bytes = size_t{2} * BUF * 2 + size_t{2} * 2 * KROWS * 4 + 16 * 4;
+  static_assert(KROWS + VROWS >= kWindowTileQueries, "the query tile is staged in one stage buffer");
+  static_assert((ST * 2) % 16 == 0, "cp.async and ldmatrix rows are 16-byte aligned");
 };
 
-__device__ __forceinline__ uint32_t win_lds32(const uint16_t *p) {
-  return *reinterpret_cast<const uint32_t *>(p);
-}
+__device__ __forceinline__ uint32_t win_lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-// 16-byte global -> shared copy that bypasses registers; src_bytes = 0 writes
-// 16 zero bytes and reads nothing.
-__device__ __forceinline__ void win_cp_async16(void *smem, const void *gmem,
-                                               int src_bytes) {
+// 16-byte global -> shared copy that bypasses registers; src_bytes = 0 writes 16 zero
+// bytes and reads nothing.
+__device__ __forceinline__ void win_cp_async16(void* smem, const void* gmem, int src_bytes) {
   const auto dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst),
-               "l"(gmem), "r"(src_bytes)
-               : "memory");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(src_bytes) : "memory");
 }
-__device__ __forceinline__ void win_cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-__device__ __forceinline__ void win_cp_async_wait_all() {
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-}
+__device__ __forceinline__ void win_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void win_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
-// Four 8x8 16-bit matrices from shared memory: lanes 8m..8m+7 give the row
-// addresses of matrix m, register m receives its fragment (the B operand of
-// mma.m16n8k16 from a row-major [n][k] tile, i.e. K rows).
-__device__ __forceinline__ void win_ldmatrix_x4(uint32_t (&r)[4],
-                                                const void *row_address) {
-  const auto addr =
-      static_cast<unsigned>(__cvta_generic_to_shared(row_address));
+// Four 8x8 16-bit matrices from shared memory: lanes 8m..8m+7 give the row addresses of
+// matrix m, register m receives its fragment (the B operand of mma.m16n8k16 from a
+// row-major [n][k] tile, i.e. K rows).
+__device__ __forceinline__ void win_ldmatrix_x4(uint32_t (&r)[4], const void* row_address) {
+  const auto addr = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
 }
 
-// Stages buffer rows [0, KROWS) of one stage: the keys (ds of D columns) at dst
-// and the values (dvs) at dst + KROWS * ST, as raw bits. Row i holds token
-// k.tok_first + (i - k.row_first) when k.row_first <= i < k.row_first + k.n and
-// the key attends; other rows, masked keys and the columns past ds / dvs are
-// zeros. Vector path (contiguous aligned rows, widths multiples of 8): each
-// thread owns one 16-byte column chunk and every 256 / (D / 8)-th row, so the
-// loop has a compile-time trip count, each row's validity and address are
-// computed once for both operands, and the 64-bit row offset is one
-// multiply-add. (ncu at 5b3e143: the generic element loop, twice per stage, was
-// about a third of the kernel's instructions.) Else synchronous element loads.
+// Stages buffer rows [0, KROWS) of one stage: the keys (ds of D columns) at dst and the
+// values (dvs) at dst + KROWS * ST, as raw bits. Row i holds token
+// k.tok_first + (i - k.row_first) when k.row_first <= i < k.row_first + k.n and the key
+// attends; other rows, masked keys and the columns past ds / dvs are zeros.
+// Vector path (contiguous aligned rows, widths multiples of 8): each thread owns one
+// 16-byte column chunk and every (256 / (D / 8))-th row, so the loop has a compile-time
+// trip count and each row's validity is computed once for both operands. (ncu at 5b3e143: the generic element loop, run twice per stage,
+// was about a third of the kernel's instructions.) Else synchronous element loads.
 template <int D>
-__device__ __forceinline__ void
-stage_kv16(const PassArgs &a, int64_t kbase, int64_t vbase, int ds, int dvs,
-           int64_t b, const StageKeys &k, uint16_t *dst) {
+__device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int64_t vbase, int ds, int dvs,
+                                           int64_t b, const StageKeys& k, uint16_t* dst) {
   constexpr int ST = WindowSmem<D>::ST, KROWS = WindowSmem<D>::KROWS;
-  const auto *ksrc = static_cast<const uint16_t *>(a.k.data);
-  const auto *vsrc = static_cast<const uint16_t *>(a.v.data);
-  uint16_t *vdst = dst + KROWS * ST;
-  const int64_t tok0 =
-      k.tok_first -
-      k.row_first; // token of buffer row 0 (may be < 0: never read)
+  const auto* ksrc = static_cast<const uint16_t*>(a.k.data);
+  const auto* vsrc = static_cast<const uint16_t*>(a.v.data);
+  uint16_t* vdst = dst + KROWS * ST;
+  const int64_t tok0 = k.tok_first - k.row_first;  // token of buffer row 0 (may be < 0: never read)
   if (a.vec_k && a.vec_v) {
     constexpr int V = D / 8, RPI = kWindowThreads / V;
     static_assert(kWindowThreads % V == 0, "whole rows per pass");
@@ -116,74 +95,57 @@ stage_kv16(const PassArgs &a, int64_t kbase, int64_t vbase, int ds, int dvs,
 #pragma unroll
     for (int it = 0; it < (KROWS + RPI - 1) / RPI; ++it) {
       const int r = r0 + it * RPI;
-      if (KROWS % RPI != 0 && r >= KROWS)
-        break;
+      if (KROWS % RPI != 0 && r >= KROWS) break;
       const bool row =
-          static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) &&
-          key_attends(a, b, tok0 + r);
+          static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) && key_attends(a, b, tok0 + r);
       const int64_t tok = row ? tok0 + r : 0;
       const bool kok = row && kcol, vok = row && vcol;
-      win_cp_async16(dst + r * ST + c0,
-                     kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc,
-                     kok ? 16 : 0);
-      win_cp_async16(vdst + r * ST + c0,
-                     vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc,
-                     vok ? 16 : 0);
+      win_cp_async16(dst + r * ST + c0, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
+      win_cp_async16(vdst + r * ST + c0, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
     }
     return;
   }
   for (int e = threadIdx.x; e < KROWS * D; e += kWindowThreads) {
     const int r = e / D, c = e % D;
-    const bool row =
-        static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) &&
-        key_attends(a, b, tok0 + r);
+    const bool row = static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) && key_attends(a, b, tok0 + r);
     uint16_t kv = 0, vv = 0;
-    if (row && c < ds)
-      kv = ksrc[kbase + (tok0 + r) * a.k.s2 + c * a.k.s3];
-    if (row && c < dvs)
-      vv = vsrc[vbase + (tok0 + r) * a.v.s2 + c * a.v.s3];
+    if (row && c < ds) kv = ksrc[kbase + (tok0 + r) * a.k.s2 + c * a.k.s3];
+    if (row && c < dvs) vv = vsrc[vbase + (tok0 + r) * a.v.s2 + c * a.v.s3];
     dst[r * ST + c] = kv;
     vdst[r * ST + c] = vv;
   }
 }
 
-// The running state of one thread's two query rows (gid and gid + 8 of its
-// warp's 16).
+// The running state of one thread's two query rows (gid and gid + 8 of its warp's 16).
 struct WindowRows {
-  float qf[2]; // the rows' scale factors
-  float m[2];  // stabilisers (>= 0)
-  float ml[2]; // m log2(e)
-  float em[2]; // e^{-m}, as ex2_approx(-ml)
-  float l[2];  // this thread's part of sum_j w_j
+  float qf[2];  // the rows' scale factors
+  float m[2];   // stabilisers (>= 0)
+  float ml[2];  // m log2(e)
+  float em[2];  // e^{-m}, as ex2_approx(-ml)
+  float l[2];   // this thread's part of sum_j w_j
 };
 
-// One stage of one warp: scores of NW n-tiles from buffer row 8 nt0 on, the
-// rows' new stabilisers, weights, and P.V into acc. COLCHECK: a window stage
-// (keys outside a query's columns get score `fill`). need_ok: rows exact over
-// every key, stage holding keys that do not attend (masked, or past the range):
-// their score becomes -inf.
+// One stage of one warp: scores of NW n-tiles from buffer row 8 nt0 on, the rows' new
+// stabilisers, weights, and P.V into acc. COLCHECK: a window stage (keys outside a
+// query's columns get score `fill`). need_ok: rows exact over every key, stage holding
+// keys that do not attend (masked, or past the range): their score becomes -inf.
 template <class T, int D, int NW, bool COLCHECK>
-__device__ __forceinline__ void
-window_stage(const uint16_t *ks, const uint16_t *vs, const float *kfc,
-             const float *okc, const float *inv_fact,
-             const uint32_t (&qa)[D / 16][4], float (&acc)[D / 8][4],
-             WindowRows &rs, int nt0, int colbase, unsigned two_r, bool need_ok,
-             bool taylor, int P, int lane) {
+__device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t* vs, const float* kfc,
+                                             const float* okc, const float* inv_fact, const uint32_t (&qa)[D / 16][4],
+                                             float (&acc)[D / 8][4], WindowRows& rs, int nt0, int colbase,
+                                             unsigned two_r, bool need_ok, bool taylor, int P, int lane) {
   constexpr int ST = WindowSmem<D>::ST, KS = D / 16, NWP = (NW + 1) / 2 * 2;
-  // Few n-tiles: two accumulator sets (even and odd k-steps) for more mma in
-  // flight.
+  // Few n-tiles: two accumulator sets (even and odd k-steps) for more mma in flight.
   constexpr bool kTwoSets = NW <= 4;
   const int tig = lane & 3;
   float sc[NWP][4], sb[kTwoSets ? NW : 1][4];
 #pragma unroll
-  for (int j = 0; j < NWP; ++j)
-    sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+  for (int j = 0; j < NWP; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
 #pragma unroll
-  for (int j = 0; j < (kTwoSets ? NW : 1); ++j)
-    sb[j][0] = sb[j][1] = sb[j][2] = sb[j][3] = 0.0f;
+  for (int j = 0; j < (kTwoSets ? NW : 1); ++j) sb[j][0] = sb[j][1] = sb[j][2] = sb[j][3] = 0.0f;
 
   // S = Q K^T: one ldmatrix.x4 gives an n-tile's B fragments for two k-steps.
-  const uint16_t *krow = ks + (nt0 * 8 + (lane & 7)) * ST + (lane >> 3) * 8;
+  const uint16_t* krow = ks + (nt0 * 8 + (lane & 7)) * ST + (lane >> 3) * 8;
 #pragma unroll
   for (int k2 = 0; k2 < KS / 2; ++k2) {
 #pragma unroll
@@ -202,64 +164,61 @@ window_stage(const uint16_t *ks, const uint16_t *vs, const float *kfc,
 #pragma unroll
     for (int j = 0; j < NW; ++j) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        sc[j][e] += sb[j][e];
+      for (int e = 0; e < 4; ++e) sc[j][e] += sb[j][e];
     }
   }
 
-  // Scaled scores; keys outside the exact set (and the n-tile completing the
-  // last k-step) get `fill`. Element e of n-tile j: row gid + 8 (e >> 1),
-  // buffer row 8 (nt0 + j) + 2 tig + (e & 1).
+  // Scaled scores; keys outside the exact set (and the n-tile completing the last
+  // k-step) get `fill`. Element e of n-tile j: row gid + 8 (e >> 1), buffer row
+  // 8 (nt0 + j) + 2 tig + (e & 1).
   const float fill = taylor ? 0.0f : -INFINITY;
-  const float *kfp = kfc + nt0 * 8 + 2 * tig;
+  const float* kfp = kfc + nt0 * 8 + 2 * tig;
 #pragma unroll
   for (int j = 0; j < NWP; ++j) {
     if (j >= NW) {
       sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = fill;
       continue;
     }
-    const float2 f = *reinterpret_cast<const float2 *>(kfp + j * 8);
+    const float2 f = *reinterpret_cast<const float2*>(kfp + j * 8);
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int bottom = e >> 1;
       float sv = sc[j][e] * rs.qf[bottom] * ((e & 1) ? f.y : f.x);
       if constexpr (COLCHECK) {
-        if (static_cast<unsigned>(colbase + j * 8 + (e & 1) - 8 * bottom) >
-            two_r)
-          sv = fill;
+        if (static_cast<unsigned>(colbase + j * 8 + (e & 1) - 8 * bottom) > two_r) sv = fill;
       }
       sc[j][e] = sv;
     }
   }
   if (need_ok) {
-    const float *okp = okc + nt0 * 8 + 2 * tig;
+    const float* okp = okc + nt0 * 8 + 2 * tig;
 #pragma unroll
     for (int j = 0; j < NW; ++j) {
-      const float2 o = *reinterpret_cast<const float2 *>(okp + j * 8);
+      const float2 o = *reinterpret_cast<const float2*>(okp + j * 8);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        if (((e & 1) ? o.y : o.x) == 0.0f)
-          sc[j][e] = -INFINITY;
+        if (((e & 1) ? o.y : o.x) == 0.0f) sc[j][e] = -INFINITY;
       }
     }
   }
 
-  // New stabilisers (fills never raise them: m >= 0); rescale only when one
-  // grew.
+  // New stabilisers (fills never raise them: m >= 0); rescale only when one grew.
   float c[2] = {rs.m[0], rs.m[1]};
 #pragma unroll
   for (int j = 0; j < NW; ++j) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      c[e >> 1] = fmaxf(c[e >> 1], sc[j][e]);
+    for (int e = 0; e < 4; ++e) c[e >> 1] = fmaxf(c[e >> 1], sc[j][e]);
   }
 #pragma unroll
-  for (int o = 1; o <= 2;
-       o *= 2) { // the four threads of a quad hold the same two rows
+  for (int o = 1; o <= 2; o *= 2) {  // the four threads of a quad hold the same two rows
     c[0] = fmaxf(c[0], __shfl_xor_sync(0xffffffffu, c[0], o));
     c[1] = fmaxf(c[1], __shfl_xor_sync(0xffffffffu, c[1], o));
   }
-  if (__any_sync(0xffffffffu, c[0] > rs.m[0] || c[1] > rs.m[1])) {
+  // Lazily: only when a row's maximum passed its stabiliser by more than
+  // kWindowLazyRescale (any stabiliser is exact as long as e^{s - m} cannot overflow; here
+  // it stays below e^8). ncu at ee4a18d: rescaling at every growth ran in 95% of the
+  // window stages.
+  if (__any_sync(0xffffffffu, c[0] > rs.m[0] + kWindowLazyRescale || c[1] > rs.m[1] + kWindowLazyRescale)) {
     float r[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
@@ -279,48 +238,58 @@ window_stage(const uint16_t *ks, const uint16_t *vs, const float *kfc,
     }
   }
 
-  // Weights w = e^{s - m} - e^{-m} T_P(s) (no Taylor term in rows exact over
-  // every key), then P.V: the weights of n-tiles 2kk and 2kk+1 are the A
-  // fragment of k-step kk.
+  // Weights w = e^{s - m} - e^{-m} T_P(s) (no Taylor term in rows exact over every key),
+  // then P.V: the weights of n-tiles 2kk and 2kk+1 are the A fragment of k-step kk.
   const float c_top = inv_fact[P - 1];
 #pragma unroll
   for (int kk = 0; kk < NWP / 2; ++kk) {
-    // An odd NW leaves the second half of the last k-step without keys: its
-    // weights are 0 by construction (no exp, no Taylor term computed for them).
-    const int JJ =
-        2 * kk + 1 < NW ? 2 : 1; // a constant once the kk loop is unrolled
+    // An odd NW leaves the second half of the last k-step without keys: its weights are 0
+    // by construction (no exp, no Taylor term computed for them).
+    const int JJ = 2 * kk + 1 < NW ? 2 : 1;  // a constant once the kk loop is unrolled
     float wv[2][4];
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      wv[1][e] = 0.0f;
+    for (int e = 0; e < 4; ++e) wv[1][e] = 0.0f;
 #pragma unroll
     for (int jj = 0; jj < JJ; ++jj) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        wv[jj][e] =
-            ex2_approx(fmaf(sc[2 * kk + jj][e], kLog2e, -rs.ml[e >> 1]));
+      for (int e = 0; e < 4; ++e) wv[jj][e] = ex2_approx(fmaf(sc[2 * kk + jj][e], kLog2e, -rs.ml[e >> 1]));
     }
     if (taylor) {
-      // T_P(s) = sum_{p<P} s^p / p! by Horner's rule, degree by degree over the
-      // weights.
+      // T_P(s) = sum_{p<P} s^p / p! by Horner's rule. P = 3 and 4 (the cheap setting and
+      // the node's) unrolled with the coefficients inv_fact holds (1/k! in fp32); other P
+      // by the loop.
       float t[2][4];
-#pragma unroll
-      for (int jj = 0; jj < JJ; ++jj)
-        t[jj][0] = t[jj][1] = t[jj][2] = t[jj][3] = c_top;
-      for (int p = P - 2; p >= 0; --p) {
-        const float cp = inv_fact[p];
+      if (P == 3) {
 #pragma unroll
         for (int jj = 0; jj < JJ; ++jj) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e)
-            t[jj][e] = fmaf(t[jj][e], sc[2 * kk + jj][e], cp);
+          for (int e = 0; e < 4; ++e) t[jj][e] = fmaf(fmaf(0.5f, sc[2 * kk + jj][e], 1.0f), sc[2 * kk + jj][e], 1.0f);
+        }
+      } else if (P == 4) {
+#pragma unroll
+        for (int jj = 0; jj < JJ; ++jj) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float x = sc[2 * kk + jj][e];
+            t[jj][e] = fmaf(fmaf(fmaf(1.0f / 6.0f, x, 0.5f), x, 1.0f), x, 1.0f);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int jj = 0; jj < JJ; ++jj) t[jj][0] = t[jj][1] = t[jj][2] = t[jj][3] = c_top;
+        for (int p = P - 2; p >= 0; --p) {
+          const float cp = inv_fact[p];
+#pragma unroll
+          for (int jj = 0; jj < JJ; ++jj) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) t[jj][e] = fmaf(t[jj][e], sc[2 * kk + jj][e], cp);
+          }
         }
       }
 #pragma unroll
       for (int jj = 0; jj < JJ; ++jj) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          wv[jj][e] = fmaf(-rs.em[e >> 1], t[jj][e], wv[jj][e]);
+        for (int e = 0; e < 4; ++e) wv[jj][e] = fmaf(-rs.em[e >> 1], t[jj][e], wv[jj][e]);
       }
     }
 #pragma unroll
@@ -333,11 +302,8 @@ window_stage(const uint16_t *ks, const uint16_t *vs, const float *kfc,
     pa[1] = Mma16<T>::pack(wv[0][2], wv[0][3]);
     pa[2] = Mma16<T>::pack(wv[1][0], wv[1][1]);
     pa[3] = Mma16<T>::pack(wv[1][2], wv[1][3]);
-    // Lanes 8m..8m+7 address matrix m: keys +0..7 / +8..15, value columns +0..7
-    // / +8..15.
-    const uint16_t *vrow =
-        vs + ((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST +
-        (lane >> 4) * 8;
+    // Lanes 8m..8m+7 address matrix m: keys +0..7 / +8..15, value columns +0..7 / +8..15.
+    const uint16_t* vrow = vs + ((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (lane >> 4) * 8;
 #pragma unroll
     for (int np = 0; np < D / 16; ++np) {
       uint32_t bv[4];
@@ -348,25 +314,22 @@ window_stage(const uint16_t *ks, const uint16_t *vs, const float *kfc,
   }
 }
 
-// T: __half or __nv_bfloat16 (the inputs' type); D: the slice dims ds and dvs
-// padded to 32, 64 or 128. One block per (unit, tile, key range); blockIdx.x
-// runs over the text blocks of every unit first (the longest, started first),
-// then each unit's grid tiles. Registers (ptxas, sm_90): D=128 248, D=64 201
-// (one block per SM), D=32 capped at 128 for two blocks per SM without spills
-// (D=64 would spill ~100 bytes under that cap).
+// T: __half or __nv_bfloat16 (the inputs' type); D: the slice dims ds and dvs padded to
+// 32, 64 or 128. One block per (unit, tile, key range); blockIdx.x runs over the text
+// blocks of every unit first (the longest, started first), then each unit's grid tiles.
+// Registers (ptxas, sm_90): D=128 248, D=64 201 (one block per SM), D=32 capped at 128
+// for two blocks per SM without spills (D=64 would spill ~100 bytes under that cap).
 template <class T, int D>
-__global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
-    window_mma(PassArgs a, WindowArgs w) {
+__global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(PassArgs a, WindowArgs w) {
   using L = WindowSmem<D>;
   constexpr int ST = L::ST, KS = D / 16, DT = D / 8, KROWS = L::KROWS;
   extern __shared__ __align__(16) unsigned char window_smem[];
-  uint16_t *bufs = reinterpret_cast<uint16_t *>(window_smem); // [2][BUF]
-  float *kfs = reinterpret_cast<float *>(
-      bufs + 2 * L::BUF);            // [2][KROWS] scale factor, 0 for no key
-  float *oks = kfs + 2 * KROWS;      // [2][KROWS] 1 for a key that attends
-  float *inv_fact = oks + 2 * KROWS; // [16] 1/k!
+  uint16_t* bufs = reinterpret_cast<uint16_t*>(window_smem);  // [2][BUF]
+  float* kfs = reinterpret_cast<float*>(bufs + 2 * L::BUF);    // [2][KROWS] scale factor, 0 for no key
+  float* oks = kfs + 2 * KROWS;                                // [2][KROWS] 1 for a key that attends
+  float* inv_fact = oks + 2 * KROWS;                           // [16] 1/k!
 
-  const Geometry &g = a.g;
+  const Geometry& g = a.g;
   const int ds = g.ds, dvs = g.dvs;
   const int64_t text_blocks = w.text_tiles * w.splits, blk = blockIdx.x;
   int64_t unit_local = 0, tile_index = 0, split = 0;
@@ -376,8 +339,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
     tile_index = r / w.splits;
     split = r % w.splits;
   } else {
-    const int64_t grid_tiles = w.tile_count - w.text_tiles,
-                  j = blk - w.units * text_blocks;
+    const int64_t grid_tiles = w.tile_count - w.text_tiles, j = blk - w.units * text_blocks;
     unit_local = j / grid_tiles;
     tile_index = w.text_tiles + j % grid_tiles;
   }
@@ -386,22 +348,18 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   unit_coords(g, g.unit0 + unit_local, &b, &h, &s);
   const TilePlan plan = tile_plan(w, tile, split, g.Nk);
   const bool taylor = tile.grid >= 0 || w.text_queries == 0;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2,
-            tig = lane & 3;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tig = lane & 3;
   const WarpRows wr = warp_rows(tile, warp);
 
-  const int64_t qbase =
-      b * a.q.s0 + h * a.q.s1 + s * static_cast<int64_t>(ds) * a.q.s3;
-  const int64_t kbase =
-      b * a.k.s0 + h * a.k.s1 + s * static_cast<int64_t>(ds) * a.k.s3;
-  const int64_t vbase =
-      b * a.v.s0 + h * a.v.s1 + s * static_cast<int64_t>(dvs) * a.v.s3;
-  const float *kf = a.kfac + unit_local * g.Nk;
+  const int64_t qbase = b * a.q.s0 + h * a.q.s1 + s * static_cast<int64_t>(ds) * a.q.s3;
+  const int64_t kbase = b * a.k.s0 + h * a.k.s1 + s * static_cast<int64_t>(ds) * a.k.s3;
+  const int64_t vbase = b * a.v.s0 + h * a.v.s1 + s * static_cast<int64_t>(dvs) * a.v.s3;
+  const float* kf = a.kfac + unit_local * g.Nk;
 
-  // Thread t < KROWS loads key t's scale factor and flag for the next stage
-  // into registers; they go to shared memory after the current stage's math.
+  // Thread t < KROWS loads key t's scale factor and flag for the next stage into
+  // registers; they go to shared memory after the current stage's math.
   float kf_next = 0.0f, ok_next = 0.0f;
-  auto fetch_factors = [&](const StageKeys &k) {
+  auto fetch_factors = [&](const StageKeys& k) {
     if (threadIdx.x < KROWS) {
       const int j = static_cast<int>(threadIdx.x) - k.row_first;
       const bool ok = j >= 0 && j < k.n && key_attends(a, b, k.tok_first + j);
@@ -415,22 +373,19 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
       oks[buf * KROWS + threadIdx.x] = ok_next;
     }
   };
-  auto stage = [&](const StageKeys &k, int buf) {
-    // Masked keys' values are zeros too: their weight is 0, and 0 * NaN would
-    // not be.
+  auto stage = [&](const StageKeys& k, int buf) {
+    // Masked keys' values are zeros too: their weight is 0, and 0 * NaN would not be.
     stage_kv16<D>(a, kbase, vbase, ds, dvs, b, k, bufs + buf * L::BUF);
     fetch_factors(k);
   };
 
-  // Prologue: the query tile (buffer row 16 w + l: warp w's query l) into
-  // buffer 1, stage 0 into buffer 0, the values' pad rows (never staged)
-  // zeroed, 1/k!.
+  // Prologue: the query tile (buffer row 16 w + l: warp w's query l) into buffer 1,
+  // stage 0 into buffer 0, the values' pad rows (never staged) zeroed, 1/k!.
   {
-    uint16_t *qdst = bufs + L::BUF;
-    const auto *src = static_cast<const uint16_t *>(a.q.data);
+    uint16_t* qdst = bufs + L::BUF;
+    const auto* src = static_cast<const uint16_t*>(a.q.data);
     constexpr int V = D / 8;
-    for (int e = threadIdx.x; e < kWindowTileQueries * (a.vec_q ? V : D);
-         e += kWindowThreads) {
+    for (int e = threadIdx.x; e < kWindowTileQueries * (a.vec_q ? V : D); e += kWindowThreads) {
       const int per = a.vec_q ? V : D;
       const int r = e / per, c = (e % per) * (a.vec_q ? 8 : 1);
       const WarpRows qr = warp_rows(tile, r / 16);
@@ -438,16 +393,13 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
       const bool ok = qr.active && lc < tile.cols && c < ds;
       const int64_t tok = tile.q0 + qr.wy * plan.W + lc;
       if (a.vec_q) {
-        win_cp_async16(qdst + r * ST + c,
-                       ok ? src + qbase + tok * a.q.s2 + c : src, ok ? 16 : 0);
+        win_cp_async16(qdst + r * ST + c, ok ? src + qbase + tok * a.q.s2 + c : src, ok ? 16 : 0);
       } else {
-        qdst[r * ST + c] =
-            ok ? src[qbase + tok * a.q.s2 + c * a.q.s3] : uint16_t{0};
+        qdst[r * ST + c] = ok ? src[qbase + tok * a.q.s2 + c * a.q.s3] : uint16_t{0};
       }
     }
   }
-  if (plan.stages > 0)
-    stage(stage_keys(plan, window_stage_order(plan, tile, 0)), 0);
+  if (plan.stages > 0) stage(stage_keys(plan, window_stage_order(plan, tile, 0)), 0);
   win_cp_async_commit();
   for (int e = threadIdx.x; e < 2 * kWindowPadRows * ST; e += kWindowThreads) {
     const int buf = e / (kWindowPadRows * ST), rem = e % (kWindowPadRows * ST);
@@ -455,8 +407,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   }
   if (threadIdx.x < 16) {
     float f = 1.0f;
-    for (int k = 2; k <= static_cast<int>(threadIdx.x); ++k)
-      f *= static_cast<float>(k);
+    for (int k = 2; k <= static_cast<int>(threadIdx.x); ++k) f *= static_cast<float>(k);
     inv_fact[threadIdx.x] = 1.0f / f;
   }
   win_cp_async_wait_all();
@@ -464,8 +415,8 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   __syncthreads();
   uint32_t qa[KS][4];
   {
-    const uint16_t *r1 = bufs + L::BUF + (warp * 16 + gid) * ST + 2 * tig;
-    const uint16_t *r2 = r1 + 8 * ST;
+    const uint16_t* r1 = bufs + L::BUF + (warp * 16 + gid) * ST + 2 * tig;
+    const uint16_t* r2 = r1 + 8 * ST;
 #pragma unroll
     for (int k = 0; k < KS; ++k) {
       qa[k][0] = win_lds32(r1 + k * 16);
@@ -474,15 +425,14 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
       qa[k][3] = win_lds32(r2 + k * 16 + 8);
     }
   }
-  __syncthreads(); // buffer 1 is free for stage 1
+  __syncthreads();  // buffer 1 is free for stage 1
 
   // This thread's two query rows: tile columns lc and lc + 8 of the warp's row.
   const int lc1 = wr.lc0 + gid;
-  const bool has_row[2] = {wr.active && lc1 < tile.cols,
-                           wr.active && lc1 + 8 < tile.cols};
+  const bool has_row[2] = {wr.active && lc1 < tile.cols, wr.active && lc1 + 8 < tile.cols};
   const int64_t q1 = tile.q0 + wr.wy * plan.W + lc1;
   const int64_t qi[2] = {q1, q1 + 8};
-  const float *qf = a.qfac + unit_local * g.Nq;
+  const float* qf = a.qfac + unit_local * g.Nq;
   WindowRows rs;
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
@@ -492,57 +442,47 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   }
   float acc[DT][4];
 #pragma unroll
-  for (int n = 0; n < DT; ++n)
-    acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  for (int n = 0; n < DT; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
   const int nw_window = window_stage_ntiles(w.radius);
   const auto two_r = static_cast<unsigned>(2 * w.radius);
 
   for (int64_t st = 0; st < plan.stages; ++st) {
     const int cur = static_cast<int>(st & 1);
     const bool more = st + 1 < plan.stages;
-    if (more)
-      stage(stage_keys(plan, window_stage_order(plan, tile, st + 1)),
-            cur ^ 1); // buffer cur^1 was released by the last barrier
+    if (more) stage(stage_keys(plan, window_stage_order(plan, tile, st + 1)), cur ^ 1);  // buffer cur^1 was released by the last barrier
     win_cp_async_commit();
 
     const StageKeys k = stage_keys(plan, window_stage_order(plan, tile, st));
-    const int nt0 = warp_first_ntile(
-        w, plan, k, wr, k.window ? nw_window : kWindowTextKeys / 8);
-    if (nt0 >= 0) { // warp-uniform
-      const uint16_t *ks = bufs + cur * L::BUF;
-      const uint16_t *vs = ks + KROWS * ST;
-      const float *kfc = kfs + cur * KROWS;
-      const float *okc = oks + cur * KROWS;
-      const bool need_ok =
-          !taylor && (a.keep != nullptr || k.n < kWindowTextKeys);
-      const int colbase =
-          static_cast<int>(k.pc0 + nt0 * 8 - wr.lc0) + 2 * tig - gid;
+    const int nt0 = warp_first_ntile(w, plan, k, wr, k.window ? nw_window : kWindowTextKeys / 8);
+    if (nt0 >= 0) {  // warp-uniform
+      const uint16_t* ks = bufs + cur * L::BUF;
+      const uint16_t* vs = ks + KROWS * ST;
+      const float* kfc = kfs + cur * KROWS;
+      const float* okc = oks + cur * KROWS;
+      const bool need_ok = !taylor && (a.keep != nullptr || k.n < kWindowTextKeys);
+      const int colbase = static_cast<int>(k.pc0 + nt0 * 8 - wr.lc0) + 2 * tig - gid;
       // In sub-stages of at most 4 n-tiles (fewer live scores; each has its own
       // stabiliser update, which online softmax allows in any order).
       if (!k.window) {
 #pragma unroll 1
         for (int sub = 0; sub < kWindowTextKeys / 32; ++sub) {
-          window_stage<T, D, 4, false>(ks, vs, kfc, okc, inv_fact, qa, acc, rs,
-                                       4 * sub, 0, two_r, need_ok, taylor, w.P,
-                                       lane);
+          window_stage<T, D, 4, false>(ks, vs, kfc, okc, inv_fact, qa, acc, rs, 4 * sub, 0, two_r, need_ok, taylor,
+                                       w.P, lane);
         }
       } else {
 #pragma unroll 1
         for (int sub = 0; sub < nw_window / 3; ++sub) {
-          window_stage<T, D, 3, true>(ks, vs, kfc, okc, inv_fact, qa, acc, rs,
-                                      nt0 + 3 * sub, colbase + 24 * sub, two_r,
-                                      false, true, w.P, lane);
+          window_stage<T, D, 3, true>(ks, vs, kfc, okc, inv_fact, qa, acc, rs, nt0 + 3 * sub, colbase + 24 * sub,
+                                      two_r, false, true, w.P, lane);
         }
       }
     }
     win_cp_async_wait_all();
-    if (more)
-      store_factors(cur ^ 1);
+    if (more) store_factors(cur ^ 1);
     __syncthreads();
   }
 
-  // Quad sums of l (the four threads of a quad hold different keys of the same
-  // rows).
+  // Quad sums of l (the four threads of a quad hold different keys of the same rows).
 #pragma unroll
   for (int o = 1; o <= 2; o *= 2) {
     rs.l[0] += __shfl_xor_sync(0xffffffffu, rs.l[0], o);
@@ -550,15 +490,11 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   }
 
   if (tile.grid < 0 && w.splits > 1) {
-    // One key range of text rows exact over every key: (m, l, acc) for
-    // window_merge.
+    // One key range of text rows exact over every key: (m, l, acc) for window_merge.
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      if (!has_row[i])
-        continue;
-      float *part =
-          w.partials +
-          ((unit_local * w.text + qi[i]) * w.splits + split) * (dvs + 2);
+      if (!has_row[i]) continue;
+      float* part = w.partials + ((unit_local * w.text + qi[i]) * w.splits + split) * (dvs + 2);
       if (tig == 0) {
         part[0] = rs.m[i];
         part[1] = rs.l[i];
@@ -568,8 +504,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const int col = n * 8 + 2 * tig + j;
-          if (col < dvs)
-            part[2 + col] = acc[n][2 * i + j];
+          if (col < dvs) part[2 + col] = acc[n][2 * i + j];
         }
       }
     }
@@ -580,8 +515,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   RowStats stats;
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
-    if (!has_row[i])
-      continue;
+    if (!has_row[i]) continue;
     const float den_all = taylor ? a.wden[unit_local * g.Nq + qi[i]] : 0.0f;
     float den = taylor ? fmaf(rs.em[i], den_all, rs.l[i]) : rs.l[i];
     if (tig == 0) {
@@ -590,38 +524,31 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
       den = a.eps;
     }
     const float carrier = carrier_denominator(den_all), rden = 1.0f / den;
-    const int64_t obase = b * a.out.s0 + h * a.out.s1 + qi[i] * a.out.s2 +
-                          s * static_cast<int64_t>(dvs) * a.out.s3;
-    // This thread's columns come in pairs (2 tig, 2 tig + 1 of each n-tile):
-    // with a contiguous, 4-byte aligned output row one 32-bit load of num_all
-    // and one store per pair, all loads issued before the first use. (ncu at
-    // 5b3e143: the element-wise finish, a dtype switch per element, was 12% of
-    // the instructions.)
-    uint16_t *orow = static_cast<uint16_t *>(a.out.data) + obase;
-    if (a.out.s3 == 1 && dvs % 2 == 0 &&
-        reinterpret_cast<uintptr_t>(orow) % 4 == 0 && isfinite(rden)) {
+    const int64_t obase = b * a.out.s0 + h * a.out.s1 + qi[i] * a.out.s2 + s * static_cast<int64_t>(dvs) * a.out.s3;
+    // This thread's columns come in pairs (2 tig, 2 tig + 1 of each n-tile): with a
+    // contiguous, 4-byte aligned output row (out has q's dtype, T) one 32-bit load of
+    // num_all and one store per pair, every load issued before the first use. (ncu at
+    // 5b3e143: the element-wise finish, a dtype switch per element, was 12% of the
+    // instructions.)
+    uint16_t* orow = static_cast<uint16_t*>(a.out.data) + obase;
+    if (a.out.s3 == 1 && dvs % 2 == 0 && reinterpret_cast<uintptr_t>(orow) % 4 == 0 && isfinite(rden)) {
       uint32_t prev[DT];
 #pragma unroll
       for (int n = 0; n < DT; ++n) {
         const int col = n * 8 + 2 * tig;
-        prev[n] = taylor && col < dvs
-                      ? *reinterpret_cast<const uint32_t *>(orow + col)
-                      : 0u;
+        prev[n] = taylor && col < dvs ? *reinterpret_cast<const uint32_t*>(orow + col) : 0u;
       }
 #pragma unroll
       for (int n = 0; n < DT; ++n) {
         const int col = n * 8 + 2 * tig;
-        if (col >= dvs)
-          continue;
+        if (col >= dvs) continue;
         const float2 all = Mma16<T>::unpack(prev[n]);
-        // The element path's arithmetic exactly (finish_element_rcp).
-        const uint32_t out = Mma16<T>::pack(
-            fmaf(rs.em[i], all.x * carrier, acc[n][2 * i]) * rden,
-            fmaf(rs.em[i], all.y * carrier, acc[n][2 * i + 1]) * rden);
-        *reinterpret_cast<uint32_t *>(orow + col) = out;
+        // finish_element_rcp's arithmetic exactly.
+        const uint32_t out = Mma16<T>::pack(fmaf(rs.em[i], all.x * carrier, acc[n][2 * i]) * rden,
+                                            fmaf(rs.em[i], all.y * carrier, acc[n][2 * i + 1]) * rden);
+        *reinterpret_cast<uint32_t*>(orow + col) = out;
         const float2 stored = Mma16<T>::unpack(out);
-        if (!isfinite(stored.x) || !isfinite(stored.y))
-          stats.flags |= kFlagNonFiniteOut;
+        if (!isfinite(stored.x) || !isfinite(stored.y)) stats.flags |= kFlagNonFiniteOut;
       }
       continue;
     }
@@ -631,9 +558,8 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
       for (int j = 0; j < 2; ++j) {
         const int col = n * 8 + 2 * tig + j;
         if (col < dvs) {
-          stats.flags |=
-              finish_element_rcp(a, obase + col * a.out.s3, taylor, carrier,
-                                 rs.em[i], acc[n][2 * i + j], den, rden);
+          stats.flags |= finish_element_rcp(a, obase + col * a.out.s3, taylor, carrier, rs.em[i], acc[n][2 * i + j],
+                                                  den, rden);
         }
       }
     }
@@ -641,40 +567,34 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   stats.flush(a);
 }
 
-// Merges the key ranges of text rows exact over every key (window_mma with
-// splits > 1) and finishes those rows: one warp per (unit, text row), lane s
-// holding range s.
+// Merges the key ranges of text rows exact over every key (window_mma with splits > 1)
+// and finishes those rows: one warp per (unit, text row), lane s holding range s.
 __global__ void __launch_bounds__(256) window_merge(PassArgs a, WindowArgs w) {
   constexpr int kCols = (kWindowMmaMaxDim + 31) / 32;
   const int lane = threadIdx.x % 32;
-  const int64_t item =
-      static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (item >= w.units * w.text)
-    return; // whole warps
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (item >= w.units * w.text) return;  // whole warps
   const int64_t unit_local = item / w.text, qi = item % w.text;
   int64_t b, h, s;
   unit_coords(a.g, a.g.unit0 + unit_local, &b, &h, &s);
   const int dvs = a.g.dvs, stride = dvs + 2;
-  const float *part = w.partials + item * w.splits * stride;
+  const float* part = w.partials + item * w.splits * stride;
   const bool mine = lane < w.splits;
   const float m = mine ? part[lane * stride] : 0.0f;
   float M = m;
 #pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-    M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+  for (int o = 16; o > 0; o /= 2) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
   const float scale = mine ? ex2_approx((m - M) * kLog2e) : 0.0f;
   float den = mine ? part[lane * stride + 1] * scale : 0.0f;
 #pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-    den += __shfl_xor_sync(0xffffffffu, den, o);
+  for (int o = 16; o > 0; o /= 2) den += __shfl_xor_sync(0xffffffffu, den, o);
   float acc[kCols] = {};
   for (int sp = 0; sp < w.splits; ++sp) {
     const float f = __shfl_sync(0xffffffffu, scale, sp);
 #pragma unroll
     for (int i = 0; i < kCols; ++i) {
       const int c = lane + 32 * i;
-      if (c < dvs)
-        acc[i] = fmaf(f, part[sp * stride + 2 + c], acc[i]);
+      if (c < dvs) acc[i] = fmaf(f, part[sp * stride + 2 + c], acc[i]);
     }
   }
   RowStats stats;
@@ -683,17 +603,14 @@ __global__ void __launch_bounds__(256) window_merge(PassArgs a, WindowArgs w) {
   } else if (den <= a.eps && isfinite(den)) {
     den = a.eps;
   }
-  const int64_t obase = b * a.out.s0 + h * a.out.s1 + qi * a.out.s2 +
-                        s * static_cast<int64_t>(dvs) * a.out.s3;
+  const int64_t obase = b * a.out.s0 + h * a.out.s1 + qi * a.out.s2 + s * static_cast<int64_t>(dvs) * a.out.s3;
   const float rden = 1.0f / den;
 #pragma unroll
   for (int i = 0; i < kCols; ++i) {
     const int c = lane + 32 * i;
-    if (c < dvs)
-      stats.flags |= finish_element_rcp(a, obase + c * a.out.s3, false, 1.0f,
-                                        0.0f, acc[i], den, rden);
+    if (c < dvs) stats.flags |= finish_element_rcp(a, obase + c * a.out.s3, false, 1.0f, 0.0f, acc[i], den, rden);
   }
   stats.flush(a);
 }
 
-} // namespace ta::cuda
+}  // namespace ta::cuda
