@@ -32,6 +32,7 @@ constexpr int kWindowThreads = kWindowWarps * 32;
 // accumulator is rescaled: weights e^{s - m} then stay below e^8 ~ 2981, far from the
 // overflow of the fp32 sums and of the f16 / bf16 weights fed to the tensor cores.
 constexpr float kWindowLazyRescale = 8.0f;
+constexpr bool window_lazy(int D) { return D > 32; }
 static_assert(kWindowTextKeys % 32 == 0, "text stages are sub-stages of 4 n-tiles");
 static_assert(kWindowPieceKeys / 8 % 3 == 0, "window stages are sub-stages of 3 n-tiles");
 
@@ -120,10 +121,33 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
 struct WindowRows {
   float qf[2];  // the rows' scale factors
   float m[2];   // stabilisers (>= 0)
+  float mx[2];  // the rows' running maxima (>= m: the stabiliser may lag, see window_stage)
   float ml[2];  // m log2(e)
   float em[2];  // e^{-m}, as ex2_approx(-ml)
   float l[2];   // this thread's part of sum_j w_j
 };
+
+// Moves the rows' stabilisers to `to` (>= m), rescaling l and acc.
+template <int D>
+__device__ __forceinline__ void window_rescale(WindowRows& rs, float (&acc)[D / 8][4], const float (&to)[2]) {
+  float r[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float ml = to[i] * kLog2e;
+    r[i] = ex2_approx(rs.ml[i] - ml);
+    rs.m[i] = to[i];
+    rs.ml[i] = ml;
+    rs.em[i] = ex2_approx(-ml);
+    rs.l[i] *= r[i];
+  }
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    acc[n][0] *= r[0];
+    acc[n][1] *= r[0];
+    acc[n][2] *= r[1];
+    acc[n][3] *= r[1];
+  }
+}
 
 // One stage of one warp: scores of NW n-tiles from buffer row 8 nt0 on, the rows' new
 // stabilisers, weights, and P.V into acc. COLCHECK: a window stage (keys outside a
@@ -214,28 +238,19 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
     c[0] = fmaxf(c[0], __shfl_xor_sync(0xffffffffu, c[0], o));
     c[1] = fmaxf(c[1], __shfl_xor_sync(0xffffffffu, c[1], o));
   }
-  // Lazily: only when a row's maximum passed its stabiliser by more than
+  // D > 32: lazily, only when a row's maximum passed its stabiliser by more than
   // kWindowLazyRescale (any stabiliser is exact as long as e^{s - m} cannot overflow; here
-  // it stays below e^8). ncu at ee4a18d: rescaling at every growth ran in 95% of the
-  // window stages.
-  if (__any_sync(0xffffffffu, c[0] > rs.m[0] + kWindowLazyRescale || c[1] > rs.m[1] + kWindowLazyRescale)) {
-    float r[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const float ml = c[i] * kLog2e;
-      r[i] = ex2_approx(rs.ml[i] - ml);
-      rs.m[i] = c[i];
-      rs.ml[i] = ml;
-      rs.em[i] = ex2_approx(-ml);
-      rs.l[i] *= r[i];
+  // it stays below e^8); the kernel brings m to the maximum at the end. ncu at ee4a18d:
+  // rescaling at every growth ran in 95% of the window stages. D = 32 (two blocks per SM
+  // under a 128-register cap) has no room for the maxima and rescales at every growth.
+  if constexpr (window_lazy(D)) {
+    rs.mx[0] = fmaxf(rs.mx[0], c[0]);
+    rs.mx[1] = fmaxf(rs.mx[1], c[1]);
+    if (__any_sync(0xffffffffu, c[0] > rs.m[0] + kWindowLazyRescale || c[1] > rs.m[1] + kWindowLazyRescale)) {
+      window_rescale<D>(rs, acc, rs.mx);
     }
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      acc[n][0] *= r[0];
-      acc[n][1] *= r[0];
-      acc[n][2] *= r[1];
-      acc[n][3] *= r[1];
-    }
+  } else if (__any_sync(0xffffffffu, c[0] > rs.m[0] || c[1] > rs.m[1])) {
+    window_rescale<D>(rs, acc, c);
   }
 
   // Weights w = e^{s - m} - e^{-m} T_P(s) (no Taylor term in rows exact over every key),
@@ -437,7 +452,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     rs.qf[i] = has_row[i] ? qf[qi[i]] : 0.0f;
-    rs.m[i] = rs.ml[i] = rs.l[i] = 0.0f;
+    rs.m[i] = rs.mx[i] = rs.ml[i] = rs.l[i] = 0.0f;
     rs.em[i] = ex2_approx(-0.0f);
   }
   float acc[DT][4];
@@ -480,6 +495,12 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     win_cp_async_wait_all();
     if (more) store_factors(cur ^ 1);
     __syncthreads();
+  }
+
+  // The stabiliser the row's denominator is defined with (core/window.h: m = max(0, max_E
+  // s)), which the statistics and the eps guard see: the lazy one may lag behind it.
+  if constexpr (window_lazy(D)) {
+    if (__any_sync(0xffffffffu, rs.mx[0] > rs.m[0] || rs.mx[1] > rs.m[1])) window_rescale<D>(rs, acc, rs.mx);
   }
 
   // Quad sums of l (the four threads of a quad hold different keys of the same rows).
