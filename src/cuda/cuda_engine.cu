@@ -1,8 +1,9 @@
 // Host side of the CUDA backend: workspace layout, batching of (batch, head, slice)
 // units so states stay bounded, kernel dispatch, statistics and the quality check; with
 // the local-exact hybrid also the window kernels (kernels/window*.cuh). Two sets of key /
-// query kernels: the prefix x block kernels for P = 3 on 128-wide slices (kernels/pb_*.cuh,
-// chosen by select_pass_kernels in cuda/prefix_block_plan.h) and the generic ones.
+// query kernels: the prefix x block kernels for P = 3 on 128-wide slices (kernels/pb_*.cuh)
+// and for P = 4 on 32-wide slices (kernels/pb4_*.cuh), chosen by select_pass_kernels in
+// cuda/prefix_block_plan.h, and the generic ones.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,6 +22,10 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/kernels/features.cuh"
 #include "cuda/kernels/key_pass.cuh"
+#include "cuda/kernels/pb4_key_pass.cuh"
+#include "cuda/kernels/pb4_prep.cuh"
+#include "cuda/kernels/pb4_probe.cuh"
+#include "cuda/kernels/pb4_query_pass.cuh"
 #include "cuda/kernels/pb_key_pass.cuh"
 #include "cuda/kernels/pb_prep.cuh"
 #include "cuda/kernels/pb_probe.cuh"
@@ -86,7 +91,10 @@ PassKernels kernels_for(const Problem& p, const ta_config& c) {
   return select_pass_kernels(p, c, smem_optin(p.q->device_id));
 }
 
+// Either prefix x block path (no feature table, a bf16 state S_pad, prepared keys), and the
+// P = 4 one, whose sizes differ.
 bool prefix_block(PassKernels k) { return k != PassKernels::kGeneric; }
+bool prefix_block4(PassKernels k) { return k == PassKernels::kPrefixBlock4; }
 
 struct Layout {
   int64_t ids, weight, S, St, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got;
@@ -106,10 +114,10 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc, Pas
     return here;
   };
   const int64_t qs = std::min<int64_t>(c.quality_check_samples, p.Nq);
-  const bool pb = prefix_block(kernels);
+  const bool pb = prefix_block(kernels), pb4 = prefix_block4(kernels);
   l.ids = take(pb ? 0 : p.R * 16);
   l.weight = take(pb ? 0 : p.R * 4);
-  l.S = take(pb ? upb * pb_state_bytes() : upb * p.R * nc * 4);
+  l.S = take(pb4 ? upb * pb4_state_bytes() : pb ? upb * pb_state_bytes() : upb * p.R * nc * 4);
   l.St = take(pb ? 0 : upb * nc * padded_features(p.R) * 2);
   l.qfac = take(upb * p.Nq * 4);
   l.kfac = take(upb * p.Nk * 4);
@@ -129,16 +137,21 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc, Pas
   // Partial (m, l, acc) of text rows split over key ranges (10.6 MB at H=24, N=66048):
   // without it the longest rows run on one block each and become the tail.
   l.wpart = take(hybrid ? window_partial_bytes(p.window, upb, p.dvs, p.Nk) : 0);
-  l.pb_y = take(pb ? upb * pb_key_bytes(p.Nk) : 0);
-  l.pb_vx = take(pb ? upb * pb_value_bytes(p.Nk) : 0);
+  l.pb_y = take(pb4 ? upb * pb4_key_bytes(p.Nk) : pb ? upb * pb_key_bytes(p.Nk) : 0);
+  l.pb_vx = take(pb4 ? upb * pb4_value_bytes(p.Nk) : pb ? upb * pb_value_bytes(p.Nk) : 0);
   l.total = at + kAlign;  // slack to align the caller's pointer
   return l;
 }
 
 int64_t units_per_batch(const Problem& p, int nc, PassKernels kernels) {
   const int64_t units = p.B * p.H * p.G;
-  const int64_t per_unit = std::max<int64_t>(
-      1, prefix_block(kernels) ? pb_unit_bytes(p.Nk) : p.R * nc * 4 + padded_features(p.R) * nc * 2);
+  int64_t per_unit = p.R * nc * 4 + padded_features(p.R) * nc * 2;
+  if (prefix_block4(kernels)) {
+    per_unit = pb4_unit_bytes(p.Nk);
+  } else if (prefix_block(kernels)) {
+    per_unit = pb_unit_bytes(p.Nk);
+  }
+  per_unit = std::max<int64_t>(1, per_unit);
   return std::clamp<int64_t>(kStateBudgetBytes / per_unit, 1, std::min<int64_t>(units, 65535));
 }
 
@@ -220,7 +233,8 @@ struct BatchEnv {
   int sms;
   __nv_bfloat16* pb_y;        // prefix x block path: prepared keys [units][Nk][128],
   __nv_bfloat16* pb_vx;       // value rows [units][Nk][136],
-  __nv_bfloat16* pb_state;    // and the states S_pad [units][9360][136]
+  __nv_bfloat16* pb_state;    // and the states S_pad [units][9360][136] (P = 4: the
+                              // layouts of prefix_block4_plan.h, states [units][8688][40])
   bool* probe_failed;
   DeviceStats* host_stats;
   cudaEvent_t* ev;            // 5 events: before the key pass, after it, the probe, the query pass, the window
@@ -375,9 +389,46 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   return finish_batch(args, units, env);
 }
 
+// The P = 4 prefix x block passes for one batch of units (32-wide slices; one shape,
+// prefix_block4_plan.h). The key pass's time includes preparing its inputs. 17 key CTAs per
+// unit (32 blocks each, no key split: the state is accumulated in registers and stored once,
+// in bf16); the query pass one CTA per 256 queries of a unit.
+ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
+  cudaStream_t stream = env.stream;
+  const Geometry& g = args.g;
+  const auto un = static_cast<unsigned>(units);
+  TA_CUDA_TRY(cudaEventRecord(env.ev[0], stream), "cudaEventRecord");
+  pb4_prep_keys<<<dim3(static_cast<unsigned>(pb4_key_tiles(g.Nk)), un), kPb4PrepThreads, 0, stream>>>(args, env.pb_y,
+                                                                                                      env.pb_vx);
+  TA_CUDA_LAUNCHED("key preparation (prefix x block, P = 4)");
+  constexpr size_t kKeySmem = pb4_key_smem();
+  if (ta_status s = allow_smem(pb4_key_pass, kKeySmem); s != TA_OK) return s;
+  pb4_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk);
+  TA_CUDA_LAUNCHED("key pass (prefix x block, P = 4)");
+  TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
+
+  if (env.nprobe > 0) {
+    const int64_t items = units * env.nprobe;
+    pb4_probe<<<static_cast<unsigned>((items + 7) / 8), 256, 0, stream>>>(args, env.pb_state, env.probe_rows,
+                                                                         env.nprobe, static_cast<int32_t>(units));
+    TA_CUDA_LAUNCHED("probe (prefix x block, P = 4)");
+    if (ta_status s = finish_probe(args, units, env); s != TA_OK) return s;
+  }
+  TA_CUDA_TRY(cudaEventRecord(env.ev[2], stream), "cudaEventRecord");
+  if (!*env.probe_failed) {
+    constexpr size_t kQuerySmem = pb4_query_smem();
+    if (ta_status s = allow_smem(pb4_query_pass, kQuerySmem); s != TA_OK) return s;
+    pb4_query_pass<<<dim3(static_cast<unsigned>((g.Nq + kPb4QueryRows - 1) / kPb4QueryRows), un), kPb4Threads,
+                     kQuerySmem, stream>>>(args, env.pb_state);
+    TA_CUDA_LAUNCHED("query pass (prefix x block, P = 4)");
+  }
+  return finish_batch(args, units, env);
+}
+
 // The one place where the kernel set, (state columns, top degree) or the prefix x block
 // shape become compile-time constants.
 BatchFn select_batch(PassKernels kernels, int nc, int dmax) {
+  if (kernels == PassKernels::kPrefixBlock4) return &run_batch_pb4;
   if (kernels == PassKernels::kPrefixBlock) {
     return &run_batch_pb<kPbLarge.key_stages, kPbLarge.stage_blocks, kPbLarge.q_in_registers>;
   }
@@ -653,7 +704,13 @@ bool plan_for(const Problem& p, const ta_config& c, PassKernels kernels, MemoryP
   const int64_t upb = units_per_batch(p, nc, kernels);
   const Layout l = layout_for(p, c, upb, nc, kernels);
   plan->units_per_batch = upb;
-  plan->state_bytes = upb * (prefix_block(kernels) ? pb_state_bytes() : p.R * nc * 4);
+  int64_t state_per_unit = p.R * nc * 4;
+  if (prefix_block4(kernels)) {
+    state_per_unit = pb4_state_bytes();
+  } else if (prefix_block(kernels)) {
+    state_per_unit = pb_state_bytes();
+  }
+  plan->state_bytes = upb * state_per_unit;
   plan->workspace_bytes = l.total;
   return true;
 }

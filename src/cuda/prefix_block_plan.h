@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "core/problem.h"
+#include "cuda/prefix_block4_plan.h"
 #include "taylor_attention/taylor_attention.h"
 
 #ifndef TA_HD
@@ -164,22 +165,26 @@ static_assert(pb_smem(kPbSmall) <= 101376, "the small shape fits 99 KB of opt-in
 // ---- selection ----------------------------------------------------------------------------
 
 // Which key/query kernels a call runs: the generic ones (kernels/key_pass.cuh, query_pass.cuh:
-// any P, any slice dims, and the only ones with force_fp32), or the prefix x block kernels.
-enum class PassKernels : int { kGeneric = 0, kPrefixBlock = 1, kPrefixBlockSmall = 2 };
+// any P, any slice dims, and the only ones with force_fp32), the prefix x block kernels for
+// P = 3 (two shapes), or those for P = 4 on 32-wide slices (prefix_block4_plan.h).
+enum class PassKernels : int { kGeneric = 0, kPrefixBlock = 1, kPrefixBlockSmall = 2, kPrefixBlock4 = 3 };
 
 inline const char* pass_kernels_name(PassKernels k) {
   switch (k) {
     case PassKernels::kPrefixBlock: return "prefix_block";
     case PassKernels::kPrefixBlockSmall: return "prefix_block_small";
+    case PassKernels::kPrefixBlock4: return "prefix_block4";
     default: return "generic";
   }
 }
 
-// The one rule: tensor cores allowed (not force_fp32), P = 3, slices of exactly 128 q/k and
+// The rules. P = 3: tensor cores allowed (not force_fp32), slices of exactly 128 q/k and
 // 128 value dims (d = 128 or G x 128), and the device's opt-in shared memory per block
 // (cudaDevAttrMaxSharedMemoryPerBlockOptin) holds one of the two shapes; the larger one
-// when it fits. Anything else keeps the generic kernels.
+// when it fits. P = 4 on 32-wide slices: pb4_applies (prefix_block4_plan.h). Anything else
+// keeps the generic kernels.
 inline PassKernels select_pass_kernels(const Problem& p, const ta_config& c, int64_t smem_optin) {
+  if (pb4_applies(p, c, smem_optin)) return PassKernels::kPrefixBlock4;
   if (c.force_fp32 || p.P != 3 || p.ds != kPbDim || p.dvs != kPbValueDim) return PassKernels::kGeneric;
   if (smem_optin >= pb_smem(kPbLarge)) return PassKernels::kPrefixBlock;
   if (smem_optin >= pb_smem(kPbSmall)) return PassKernels::kPrefixBlockSmall;

@@ -1,0 +1,58 @@
+// Device pieces the P = 4 prefix x block kernels share (cuda/prefix_block4_plan.h has the
+// math and the half list): the list in constant memory, the bf16x2 product that forms
+// prefixes and features, and the 5 n-tile mma sweep over one 16-row slab of a 40-column
+// tile. cp.async, ldmatrix and the fragment facts are pb_common.cuh's (its header comment
+// lists the PTX fragment layouts every address formula here relies on).
+#pragma once
+
+#include "cuda/kernels/pb_common.cuh"
+#include "cuda/prefix_block4_plan.h"
+
+namespace ta::cuda {
+
+// Built at compile time (and checked there: prefix_block4_plan.h), so no upload per device.
+__constant__ Pb4HalfList c_pb4_list = pb4_half_list();
+
+constexpr int kPb4NT = kPb4Cols / 8;  // 5 n-tiles of m16n8k16 over the 40 state columns
+
+// Two bf16 products, each rounded to bf16 once (mul.rn.bf16x2; fma.rn.bf16x2 with -0 before
+// sm_90; the _rn form is never contracted into an fma): the prefix x_a x_b of two tokens /
+// rows, or a feature = prefix x coordinate. One instruction per register.
+__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t x, uint32_t y) {
+  __nv_bfloat162 a, b;
+  memcpy(&a, &x, 4);
+  memcpy(&b, &y, 4);
+  const __nv_bfloat162 r = __hmul2_rn(a, b);
+  uint32_t out;
+  memcpy(&out, &r, 4);
+  return out;
+}
+
+// acc[m][n] += a[m] x B_n for the 5 n-tiles of one 16-row slab (rows along k) of a tile at
+// row stride kPb4Stride (40 bf16 = 80 bytes: conflict-free, prefix_block4_plan.h). B from
+// ldmatrix .trans: for x4 number np, lane l addresses k row (l & 7) + 8 ((l >> 3) & 1) and
+// column 16 np + 8 (l >> 4), so matrix 0 = k rows 0..7 x cols 16np + 0..7 -> (rows 2t, 2t+1,
+// col g) = b0 of n-tile 2np, matrix 1 = k rows 8..15 (b1 of n-tile 2np), matrices 2 and 3 the
+// same for n-tile 2np + 1. n-tile 4 (cols 32..39) is an x2: lanes 0..15 give its addresses
+// (lanes 16..31 repeat them; ldmatrix ignores them). Each B fragment serves the MT A
+// fragments.
+template <int MT>
+__device__ __forceinline__ void pb4_mma_slab(float (&acc)[MT][kPb4NT][4], const uint32_t (&a)[MT][4],
+                                             const __nv_bfloat16* slab, int lane) {
+  const __nv_bfloat16* lrow = slab + ((lane & 7) + ((lane >> 3) & 1) * 8) * kPb4Stride;
+  uint32_t b[2][4], b4[2];
+  ldsm_x4_trans(b[0], lrow + (lane >> 4) * 8);
+  ldsm_x4_trans(b[1], lrow + 16 + (lane >> 4) * 8);
+  ldsm_x2_trans(b4, lrow + 32);
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int np = 0; np < 2; ++np) {
+      mma_bf16_16816(acc[m][2 * np], a[m], b[np][0], b[np][1]);
+      mma_bf16_16816(acc[m][2 * np + 1], a[m], b[np][2], b[np][3]);
+    }
+    mma_bf16_16816(acc[m][4], a[m], b4[0], b4[1]);
+  }
+}
+
+}  // namespace ta::cuda
