@@ -19,6 +19,7 @@
 #include "core/dtype.h"
 #include "core/quality.h"
 #include "core/sampling.h"
+#include "cuda/batch_budget.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/kernels/features.cuh"
 #include "cuda/kernels/key_pass.cuh"
@@ -49,10 +50,6 @@ std::atomic<int64_t> g_smem_cap{-1};
 thread_local PassKernels t_last_kernels = PassKernels::kGeneric;
 
 constexpr int64_t kAlign = 256;
-// States (and on the prefix x block path the prepared keys and values) of at most this
-// many bytes live at once; larger calls run in unit batches, which keeps P=4 on full
-// 128-dim heads (199 MB per head) inside a 24 GB card.
-constexpr int64_t kStateBudgetBytes = int64_t{1} << 30;
 constexpr int kWarps = 8;    // warps per block in the tensor-core passes
 // 16-row tiles per warp in the key pass. Two (each B fragment serving two mma) were
 // measured no faster for P=3 (70.8 vs 72.4 ms) and slower for P=4, G=4 (101.5 vs
@@ -151,8 +148,12 @@ int64_t units_per_batch(const Problem& p, int nc, PassKernels kernels) {
   } else if (prefix_block(kernels)) {
     per_unit = pb_unit_bytes(p.Nk);
   }
-  per_unit = std::max<int64_t>(1, per_unit);
-  return std::clamp<int64_t>(kStateBudgetBytes / per_unit, 1, std::min<int64_t>(units, 65535));
+  const int64_t budget =
+      prefix_block(kernels)  // both prefix x block paths
+          ? std::min(kStateBudgetBytes, call_reference_bytes(units, p.R, p.dvs, p.B, p.H, p.Nq, p.dv,
+                                                             static_cast<int64_t>(dtype_size(p.dtype))))
+          : kStateBudgetBytes;
+  return balanced_units_per_batch(units, per_unit, budget);
 }
 
 Strided strided(const ta_tensor& t) {

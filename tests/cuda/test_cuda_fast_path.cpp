@@ -19,6 +19,7 @@
 
 #include "common/ta_api_helpers.h"
 #include "common/ta_cuda_copy.h"
+#include "cuda/batch_budget.h"
 #include "cuda/prefix_block_plan.h"
 #include "taylor_attention/taylor_attention.h"
 
@@ -124,6 +125,28 @@ TEST(PrefixBlockPlan, SelectionRule) {
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 1, 2), c, kH100), PassKernels::kGeneric);
   c.force_fp32 = 1;
   EXPECT_EQ(select_pass_kernels(full, c, kH100), PassKernels::kGeneric);
+}
+
+// Batches: within min(1 GiB, the call's reference size), at least one unit, evened out.
+TEST(BatchBudget, BoundedBalancedAtLeastOne) {
+  using ta::cuda::balanced_units_per_batch;
+  EXPECT_EQ(balanced_units_per_batch(24, 10, 1000), 24);           // everything fits
+  EXPECT_EQ(balanced_units_per_batch(24, 100, 1300), 12);          // cap 13 -> 2 batches of 12, not 13 + 11
+  EXPECT_EQ(balanced_units_per_batch(96, 14433024, 83400000), 5);  // P = 4, G = 4, Nk = 66048: cap 5, 20 batches
+  EXPECT_EQ(balanced_units_per_batch(7, 1000, 10), 1);             // one unit even when it alone is over
+  EXPECT_EQ(balanced_units_per_batch(100000, 1, int64_t{1} << 40), 50000);  // gridDim.y: 2 batches of 50,000
+  for (int64_t units = 1; units <= 40; ++units) {
+    for (int64_t cap = 1; cap <= 45; ++cap) {
+      const int64_t upb = balanced_units_per_batch(units, 1000, cap * 1000);
+      const int64_t batches = (units + upb - 1) / upb;
+      ASSERT_LE(upb, std::max<int64_t>(1, std::min(cap, units))) << units << " " << cap;
+      ASSERT_EQ(batches, (units + std::min(cap, units) - 1) / std::min(cap, units)) << "no extra batch";
+      ASSERT_GE(upb * batches - units, 0);
+      ASSERT_LT(upb * batches - units, batches) << "the batches differ by at most one unit";
+    }
+  }
+  EXPECT_EQ(ta::cuda::call_reference_bytes(24, 8385, 128, 1, 24, 66048, 128, 2),
+            int64_t{24} * 8385 * 129 * 4 + int64_t{24} * 66048 * 128 * 2);
 }
 
 // ---- GPU ------------------------------------------------------------------------------------
@@ -659,7 +682,7 @@ TEST(CudaFastPathWorkspace, PlanCallerWorkspaceDeterminism_B1_H2_N4097_d128) {
 // state and prepared keys per unit, so the 1 GiB budget runs 28 units, then 4. Every head
 // must give the same bits (the batches differ only in unit offsets), and head 0 must match
 // the generic kernels.
-TEST(CudaFastPathBatches, UnitsInTwoBatches_B1_H32_Nq80_Nk66048_d128) {
+TEST(CudaFastPathBatches, UnitsInBatches_B1_H32_Nq80_Nk66048_d128) {
   SKIP_WITHOUT_GPU();
   constexpr int64_t H = 32, Nq = 80, Nk = 66048;
   TestTensor q1(TA_DTYPE_BF16, {1, 1, Nq, 128}), k1(TA_DTYPE_BF16, {1, 1, Nk, 128}), v1(TA_DTYPE_BF16, {1, 1, Nk, 128});
@@ -679,9 +702,11 @@ TEST(CudaFastPathBatches, UnitsInTwoBatches_B1_H32_Nq80_Nk66048_d128) {
   const ta_attention_args a{dq.ptr(), dk.ptr(), dv.ptr(), nullptr, dout.ptr(), nullptr};
   ta_memory_estimate est{};
   ASSERT_EQ(ta_attention_memory_estimate(&a, &cfg, &est), TA_OK) << ta_last_error_message();
-  constexpr int64_t kBudget = int64_t{1} << 30;  // cuda_engine.cu's kStateBudgetBytes
-  const int64_t expected_upb = kBudget / ta::cuda::pb_unit_bytes(Nk);
-  ASSERT_EQ(expected_upb, 28);
+  // The call-size bound (batch_budget.h): 32 fp32 states of 8,385 x 129 plus the output,
+  // 139 MB, hold 3 units of 37.4 MB: 11 batches of at most 3.
+  const int64_t reference = ta::cuda::call_reference_bytes(H, 8385, 128, 1, H, Nq, 128, 2);
+  const int64_t expected_upb = ta::cuda::balanced_units_per_batch(H, ta::cuda::pb_unit_bytes(Nk), reference);
+  ASSERT_EQ(expected_upb, 3);
   EXPECT_EQ(est.state_bytes, expected_upb * ta::cuda::pb_state_bytes());
   ta_stats st;
   ta_stats_init(&st);

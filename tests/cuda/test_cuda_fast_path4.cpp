@@ -22,6 +22,7 @@
 #include "common/ta_api_helpers.h"
 #include "common/ta_cuda_copy.h"
 #include "core/dtype.h"
+#include "cuda/batch_budget.h"
 #include "cuda/prefix_block4_plan.h"
 #include "cuda/prefix_block_plan.h"
 #include "taylor_attention/taylor_attention.h"
@@ -719,11 +720,16 @@ TEST(CudaFastPath4Workspace, PlanCallerWorkspaceDeterminism_B1_H2_N4097_d128_G4)
   auto call = make_call(s, 2500);
   const ta_attention_args a = call->gpu_args();
   constexpr int64_t kUnits = 2 * 4;  // H x G
+  // The call-size bound (batch_budget.h): 8 fp32 states of 6,545 x 33 plus the output, 9.0
+  // MB, hold 5 units of 1.56 MB: two batches of 4.
+  const int64_t upb = ta::cuda::balanced_units_per_batch(
+      kUnits, ta::cuda::pb4_unit_bytes(4097), ta::cuda::call_reference_bytes(kUnits, 6545, 32, 1, 2, 4097, 128, 2));
+  ASSERT_EQ(upb, 4);
   ta_memory_estimate est{};
   ASSERT_EQ(ta_attention_memory_estimate(&a, &call->cfg, &est), TA_OK) << ta_last_error_message();
-  EXPECT_EQ(est.state_bytes, kUnits * ta::cuda::pb4_state_bytes());
-  EXPECT_GE(est.workspace_bytes, kUnits * ta::cuda::pb4_unit_bytes(4097));
-  EXPECT_LT(est.workspace_bytes, kUnits * ta::cuda::pb4_unit_bytes(4097) + (int64_t{1} << 20));
+  EXPECT_EQ(est.state_bytes, upb * ta::cuda::pb4_state_bytes());
+  EXPECT_GE(est.workspace_bytes, upb * ta::cuda::pb4_unit_bytes(4097));
+  EXPECT_LT(est.workspace_bytes, upb * ta::cuda::pb4_unit_bytes(4097) + (int64_t{1} << 20));
   {
     SmemCap cap(0);
     ta_memory_estimate generic{};
@@ -758,10 +764,10 @@ TEST(CudaFastPath4Workspace, PlanCallerWorkspaceDeterminism_B1_H2_N4097_d128_G4)
 // ---- unit batches ------------------------------------------------------------------------------
 
 // 24 heads x 4 slices (Flux 4096^2's shape) sharing one set of q, k, v (zero head strides)
-// over Nk = 66,048 keys: 14.4 MB of state and prepared keys per unit, so the 1 GiB budget
-// runs 74 units, then 22. Every head must give the same bits (the batches differ only in
+// over Nk = 66,048 keys: 14.4 MB of state and prepared keys per unit, so the batches hold 5
+// units (batch_budget.h). Every head must give the same bits (the batches differ only in
 // unit offsets).
-TEST(CudaFastPath4Batches, UnitsInTwoBatches_B1_H24_Nq80_Nk66048_d128_G4) {
+TEST(CudaFastPath4Batches, UnitsInBatches_B1_H24_Nq80_Nk66048_d128_G4) {
   SKIP_WITHOUT_GPU();
   constexpr int64_t H = 24, Nq = 80, Nk = 66048;
   TestTensor q1(TA_DTYPE_BF16, {1, 1, Nq, 128}), k1(TA_DTYPE_BF16, {1, 1, Nk, 128}), v1(TA_DTYPE_BF16, {1, 1, Nk, 128});
@@ -781,9 +787,11 @@ TEST(CudaFastPath4Batches, UnitsInTwoBatches_B1_H24_Nq80_Nk66048_d128_G4) {
   const ta_attention_args a{dq.ptr(), dk.ptr(), dv.ptr(), nullptr, dout.ptr(), nullptr};
   ta_memory_estimate est{};
   ASSERT_EQ(ta_attention_memory_estimate(&a, &cfg, &est), TA_OK) << ta_last_error_message();
-  constexpr int64_t kBudget = int64_t{1} << 30;  // cuda_engine.cu's kStateBudgetBytes
-  const int64_t expected_upb = kBudget / ta::cuda::pb4_unit_bytes(Nk);
-  ASSERT_EQ(expected_upb, 74);
+  // The call-size bound (batch_budget.h): 96 fp32 states of 6,545 x 33 plus the output,
+  // 83 MB, hold 5 units of 14.4 MB: 20 batches of at most 5.
+  const int64_t reference = ta::cuda::call_reference_bytes(H * 4, 6545, 32, 1, H, Nq, 128, 2);
+  const int64_t expected_upb = ta::cuda::balanced_units_per_batch(H * 4, ta::cuda::pb4_unit_bytes(Nk), reference);
+  ASSERT_EQ(expected_upb, 5);
   EXPECT_EQ(est.state_bytes, expected_upb * ta::cuda::pb4_state_bytes());
   ta_stats st;
   ta_stats_init(&st);
