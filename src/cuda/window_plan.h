@@ -213,7 +213,9 @@ TA_HD inline StageKeys stage_keys(const TilePlan& p, int64_t stage) {
 // at its first query row and moves outwards (offsets 0, +1, -1, +2, -2, ... from that row,
 // the longer side alone once the shorter one is used up), and puts the text stages last,
 // so a row's running maximum usually reaches its largest scores (the keys next to the
-// query) early and the accumulator is rescaled less often. Text tiles keep their order.
+// query) early and the accumulator is rescaled less often. Text tiles keep their order, and
+// so does the kernel for 32-dim slices (this arithmetic pushed it past its 128-register cap
+// into spills on sm_80 / sm_86; it rescales at every growth anyway).
 TA_HD inline int64_t window_stage_order(const TilePlan& p, const WindowTile& t, int64_t st) {
   const int64_t window_stages = p.stages - p.text_stages;
   if (t.grid < 0 || window_stages <= 0) return st;

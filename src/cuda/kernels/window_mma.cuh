@@ -32,6 +32,10 @@ constexpr int kWindowThreads = kWindowWarps * 32;
 // accumulator is rescaled: weights e^{s - m} then stay below e^8 ~ 2981, far from the
 // overflow of the fp32 sums and of the f16 / bf16 weights fed to the tensor cores.
 constexpr float kWindowLazyRescale = 8.0f;
+// Kernels with 64- and 128-dim slices (one block per SM) use the lazy stabiliser, the
+// centre-out stage order, the unrolled T_P and the vectorised finish; the 32-dim kernel (two
+// blocks per SM under a 128-register cap) keeps the plain versions, which fit without
+// spills on sm_80 .. sm_90.
 constexpr bool window_lazy(int D) { return D > 32; }
 static_assert(kWindowTextKeys % 32 == 0, "text stages are sub-stages of 4 n-tiles");
 static_assert(kWindowPieceKeys / 8 % 3 == 0, "window stages are sub-stages of 3 n-tiles");
@@ -274,13 +278,13 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
       // the node's) unrolled with the coefficients inv_fact holds (1/k! in fp32); other P
       // by the loop.
       float t[2][4];
-      if (P == 3) {
+      if (window_lazy(D) && P == 3) {
 #pragma unroll
         for (int jj = 0; jj < JJ; ++jj) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) t[jj][e] = fmaf(fmaf(0.5f, sc[2 * kk + jj][e], 1.0f), sc[2 * kk + jj][e], 1.0f);
         }
-      } else if (P == 4) {
+      } else if (window_lazy(D) && P == 4) {
 #pragma unroll
         for (int jj = 0; jj < JJ; ++jj) {
 #pragma unroll
@@ -414,7 +418,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
       }
     }
   }
-  if (plan.stages > 0) stage(stage_keys(plan, window_stage_order(plan, tile, 0)), 0);
+  if (plan.stages > 0) stage(stage_keys(plan, window_lazy(D) ? window_stage_order(plan, tile, 0) : 0), 0);
   win_cp_async_commit();
   for (int e = threadIdx.x; e < 2 * kWindowPadRows * ST; e += kWindowThreads) {
     const int buf = e / (kWindowPadRows * ST), rem = e % (kWindowPadRows * ST);
@@ -464,10 +468,10 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   for (int64_t st = 0; st < plan.stages; ++st) {
     const int cur = static_cast<int>(st & 1);
     const bool more = st + 1 < plan.stages;
-    if (more) stage(stage_keys(plan, window_stage_order(plan, tile, st + 1)), cur ^ 1);  // buffer cur^1 was released by the last barrier
+    if (more) stage(stage_keys(plan, window_lazy(D) ? window_stage_order(plan, tile, st + 1) : st + 1), cur ^ 1);  // buffer cur^1 was released by the last barrier
     win_cp_async_commit();
 
-    const StageKeys k = stage_keys(plan, window_stage_order(plan, tile, st));
+    const StageKeys k = stage_keys(plan, window_lazy(D) ? window_stage_order(plan, tile, st) : st);
     const int nt0 = warp_first_ntile(w, plan, k, wr, k.window ? nw_window : kWindowTextKeys / 8);
     if (nt0 >= 0) {  // warp-uniform
       const uint16_t* ks = bufs + cur * L::BUF;
@@ -552,7 +556,8 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     // 5b3e143: the element-wise finish, a dtype switch per element, was 12% of the
     // instructions.)
     uint16_t* orow = static_cast<uint16_t*>(a.out.data) + obase;
-    if (a.out.s3 == 1 && dvs % 2 == 0 && reinterpret_cast<uintptr_t>(orow) % 4 == 0 && isfinite(rden)) {
+    if (window_lazy(D) && a.out.s3 == 1 && dvs % 2 == 0 && reinterpret_cast<uintptr_t>(orow) % 4 == 0 &&
+        isfinite(rden)) {
       uint32_t prev[DT];
 #pragma unroll
       for (int n = 0; n < DT; ++n) {
