@@ -135,7 +135,7 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc, Pas
   // without it the longest rows run on one block each and become the tail.
   l.wpart = take(hybrid ? window_partial_bytes(p.window, upb, p.dvs, p.Nk) : 0);
   l.pb_y = take(pb4 ? upb * pb4_key_bytes(p.Nk) : pb ? upb * pb_key_bytes(p.Nk) : 0);
-  l.pb_vx = take(pb4 ? upb * pb4_value_bytes(p.Nk) : pb ? upb * pb_value_bytes(p.Nk) : 0);
+  l.pb_vx = take(pb4 ? upb * pb4_value_bytes(p.Nk) : pb && !pb_direct_values(p) ? upb * pb_value_bytes(p.Nk) : 0);
   l.total = at + kAlign;  // slack to align the caller's pointer
   return l;
 }
@@ -146,7 +146,7 @@ int64_t units_per_batch(const Problem& p, int nc, PassKernels kernels) {
   if (prefix_block4(kernels)) {
     per_unit = pb4_unit_bytes(p.Nk);
   } else if (prefix_block(kernels)) {
-    per_unit = pb_unit_bytes(p.Nk);
+    per_unit = pb_unit_bytes(p.Nk, pb_direct_values(p));
   }
   const int64_t budget =
       prefix_block(kernels)  // both prefix x block paths
@@ -233,7 +233,8 @@ struct BatchEnv {
   cudaStream_t stream;
   int sms;
   __nv_bfloat16* pb_y;        // prefix x block path: prepared keys [units][Nk][128],
-  __nv_bfloat16* pb_vx;       // value rows [units][Nk][136],
+  __nv_bfloat16* pb_vx;       // value rows [units][Nk][136] (unless pb_direct_values),
+  bool pb_direct_values;      // P = 3 path: the key pass reads v itself
   __nv_bfloat16* pb_state;    // and the states S_pad [units][9360][136] (P = 4: the
                               // layouts of prefix_block4_plan.h, states [units][8688][40])
   bool* probe_failed;
@@ -249,8 +250,8 @@ using BatchFn = ta_status (*)(PassArgs args, int64_t units, const BatchEnv& env)
 ta_status finish_probe(const PassArgs& args, int64_t units, const BatchEnv& env) {
   const int64_t items = units * env.nprobe;
   if (env.win != nullptr) {
-    probe_window<<<static_cast<unsigned>(items), 128, args.g.ds * 4, env.stream>>>(args, env.win->args, env.probe_rows,
-                                                                                  env.nprobe);
+    probe_window<<<static_cast<unsigned>(items), kProbeWindowThreads, args.g.ds * 4, env.stream>>>(
+        args, env.win->args, env.probe_rows, env.nprobe);
     TA_CUDA_LAUNCHED("probe (window)");
   }
   TA_CUDA_TRY(cudaMemcpyAsync(env.host_stats, args.stats, sizeof(DeviceStats), cudaMemcpyDeviceToHost, env.stream),
@@ -362,13 +363,14 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   const Geometry& g = args.g;
   const auto un = static_cast<unsigned>(units);
   TA_CUDA_TRY(cudaEventRecord(env.ev[0], stream), "cudaEventRecord");
+  // Direct values: no value rows (env.pb_vx unused), the key pass stages v itself.
+  __nv_bfloat16* vx = env.pb_direct_values ? nullptr : env.pb_vx;
   pb_prep_keys<<<dim3(static_cast<unsigned>((g.Nk + kPbPrepTokens - 1) / kPbPrepTokens), un),
-                 kPbPrepTokens * kPbPrepChunks, 0, stream>>>(args, env.pb_y, env.pb_vx);
+                 kPbPrepTokens * kPbPrepChunks, 0, stream>>>(args, env.pb_y, vx);
   TA_CUDA_LAUNCHED("key preparation (prefix x block)");
   constexpr size_t kKeySmem = pb_key_smem(KSTAGES);
   if (ta_status s = allow_smem(pb_key_pass<KSTAGES>, kKeySmem); s != TA_OK) return s;
-  pb_key_pass<KSTAGES><<<dim3(kPbKeyCtas, un), kPbThreads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state,
-                                                                             g.Nk);
+  pb_key_pass<KSTAGES><<<dim3(kPbKeyCtas, un), kPbThreads, kKeySmem, stream>>>(args, env.pb_y, vx, env.pb_state);
   TA_CUDA_LAUNCHED("key pass (prefix x block)");
   TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
 
@@ -620,6 +622,7 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
   env.sms = sms;
   env.pb_y = reinterpret_cast<__nv_bfloat16*>(ws + l.pb_y);
   env.pb_vx = reinterpret_cast<__nv_bfloat16*>(ws + l.pb_vx);
+  env.pb_direct_values = kernels != PassKernels::kPrefixBlock4 && prefix_block(kernels) && pb_direct_values(p);
   env.pb_state = reinterpret_cast<__nv_bfloat16*>(ws + l.S);
   env.probe_failed = &probe_failed;
   env.host_stats = &host;

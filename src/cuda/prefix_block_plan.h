@@ -200,7 +200,24 @@ inline PassKernels select_pass_kernels(const Problem& p, const ta_config& c, int
 TA_HD constexpr int64_t pb_state_bytes() { return int64_t{kPbRows} * kPbCols * 2; }
 TA_HD constexpr int64_t pb_key_bytes(int64_t Nk) { return Nk * kPbDim * 2; }
 TA_HD constexpr int64_t pb_value_bytes(int64_t Nk) { return Nk * kPbCols * 2; }
-TA_HD constexpr int64_t pb_unit_bytes(int64_t Nk) { return pb_state_bytes() + pb_key_bytes(Nk) + pb_value_bytes(Nk); }
+// direct_values: the key pass reads v itself (pb_direct_values), so no value rows are kept.
+TA_HD constexpr int64_t pb_unit_bytes(int64_t Nk, bool direct_values) {
+  return pb_state_bytes() + pb_key_bytes(Nk) + (direct_values ? 0 : pb_value_bytes(Nk));
+}
+
+// Whether the key pass can stage v by 16-byte cp.async straight from the caller's tensor:
+// bf16 (the staged tile holds bf16 bits), contiguous rows of 16-byte aligned 128-value
+// slices. The "1" column and the zeros of masked and padding keys are then written by the
+// key pass. Otherwise the prep kernel writes value rows [v | 1 | 0 x 7] into the
+// workspace (528 instead of 256 bytes per key and unit: at N = 66,048 and 24 heads 1.4x
+// the state-plus-output bound of batch_budget.h, so two batches). A NULL data pointer (an
+// estimate from shapes alone) counts as aligned.
+inline bool pb_direct_values(const Problem& p) {
+  const ta_tensor& v = *p.v;
+  const bool aligned = reinterpret_cast<uintptr_t>(v.data) % 16 == 0;
+  return v.dtype == TA_DTYPE_BF16 && v.strides[3] == 1 && v.strides[0] % 8 == 0 && v.strides[1] % 8 == 0 &&
+         v.strides[2] % 8 == 0 && aligned;
+}
 
 // ---- test seams (defined by the CUDA backend; not part of the ABI) -------------------------
 

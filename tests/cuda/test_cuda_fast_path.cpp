@@ -393,6 +393,9 @@ std::vector<Case> fast_cases() {
   c.masked = true;
   c.normalize = true;
   v.push_back(c);
+  c = make_case(1, 2, 130, 130, TA_DTYPE_BF16);  // bf16 with padded rows: value rows prepared, not read directly
+  c.view = View::kPadded;
+  v.push_back(c);
   c = make_case(1, 2, 130, 130, TA_DTYPE_BF16);  // two slices of 128 per head (s > 0 offsets)
   c.d = c.dv = 256;
   c.G = 2;
@@ -636,6 +639,24 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaFastPathHybrid,
 
 // ---- workspace, caller stream, determinism -----------------------------------------------------
 
+// Value rows exist in the workspace only when the key pass cannot read v itself: bf16 with
+// contiguous rows reads it directly (pb_direct_values), f16 and padded bf16 rows do not.
+TEST(CudaFastPathWorkspace, ValueRowsOnlyWithoutDirectValues_B1_H2_N4097_d128) {
+  SKIP_WITHOUT_GPU();
+  for (auto [dt, view, direct] : {std::tuple{TA_DTYPE_BF16, View::kContiguous, true},
+                                  std::tuple{TA_DTYPE_F16, View::kContiguous, false},
+                                  std::tuple{TA_DTYPE_BF16, View::kPadded, false}}) {
+    Case s = make_case(1, 2, 4097, 4097, dt);
+    s.view = view;
+    auto call = make_call(s, 1400);
+    const ta_attention_args a = call->gpu_args();
+    ta_memory_estimate est{};
+    ASSERT_EQ(ta_attention_memory_estimate(&a, &call->cfg, &est), TA_OK) << ta_last_error_message();
+    EXPECT_GE(est.workspace_bytes, 2 * ta::cuda::pb_unit_bytes(4097, direct)) << case_name(s);
+    EXPECT_LT(est.workspace_bytes, 2 * ta::cuda::pb_unit_bytes(4097, direct) + (int64_t{1} << 20)) << case_name(s);
+  }
+}
+
 // The plan: S_pad (bf16) per unit instead of the generic fp32 S and its bf16 copy, plus the
 // prepared keys and value rows; a caller workspace of exactly that size works, one byte less
 // is refused; two runs give the same bits (no atomics on this path).
@@ -647,8 +668,9 @@ TEST(CudaFastPathWorkspace, PlanCallerWorkspaceDeterminism_B1_H2_N4097_d128) {
   ta_memory_estimate est{};
   ASSERT_EQ(ta_attention_memory_estimate(&a, &call->cfg, &est), TA_OK) << ta_last_error_message();
   EXPECT_EQ(est.state_bytes, 2 * ta::cuda::pb_state_bytes());
-  EXPECT_GE(est.workspace_bytes, 2 * ta::cuda::pb_unit_bytes(4097));
-  EXPECT_LT(est.workspace_bytes, 2 * ta::cuda::pb_unit_bytes(4097) + (int64_t{1} << 20));
+  // bf16, contiguous v: the key pass reads it directly, no value rows in the workspace.
+  EXPECT_GE(est.workspace_bytes, 2 * ta::cuda::pb_unit_bytes(4097, true));
+  EXPECT_LT(est.workspace_bytes, 2 * ta::cuda::pb_unit_bytes(4097, true) + (int64_t{1} << 20));
   {
     SmemCap cap(0);
     ta_memory_estimate generic{};
@@ -703,10 +725,11 @@ TEST(CudaFastPathBatches, UnitsInBatches_B1_H32_Nq80_Nk66048_d128) {
   ta_memory_estimate est{};
   ASSERT_EQ(ta_attention_memory_estimate(&a, &cfg, &est), TA_OK) << ta_last_error_message();
   // The call-size bound (batch_budget.h): 32 fp32 states of 8,385 x 129 plus the output,
-  // 139 MB, hold 3 units of 37.4 MB: 11 batches of at most 3.
+  // 139 MB, hold 7 units of 19.5 MB (state and prepared keys; v is read directly): 5
+  // batches of at most 7.
   const int64_t reference = ta::cuda::call_reference_bytes(H, 8385, 128, 1, H, Nq, 128, 2);
-  const int64_t expected_upb = ta::cuda::balanced_units_per_batch(H, ta::cuda::pb_unit_bytes(Nk), reference);
-  ASSERT_EQ(expected_upb, 3);
+  const int64_t expected_upb = ta::cuda::balanced_units_per_batch(H, ta::cuda::pb_unit_bytes(Nk, true), reference);
+  ASSERT_EQ(expected_upb, 7);
   EXPECT_EQ(est.state_bytes, expected_upb * ta::cuda::pb_state_bytes());
   ta_stats st;
   ta_stats_init(&st);

@@ -12,7 +12,9 @@
 // tokens), each bf16 pair scaled in fp32 by its token's prefix (4 scalar loads from the tile:
 // tokens 2t, 2t+1, 2t+8, 2t+9; col 128 holds 1.0, so DEG1 runs the same code) and rounded
 // once; CONST is built from constants. B = ldmatrix.trans of the [v|1] slab, each fragment
-// reused by both blocks: 34 mma per k-step per warp.
+// reused by both blocks: 34 mma per k-step per warp. With bf16, contiguous v
+// (pb_direct_values) the [v|1] tile is staged from v itself and its "1" column written
+// here, so the workspace holds no value rows.
 #pragma once
 
 #include "cuda/kernels/pb_common.cuh"
@@ -21,8 +23,8 @@ namespace ta::cuda {
 
 template <int KSTAGES>
 __global__ void __launch_bounds__(kPbThreads, 1)
-    pb_key_pass(const __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ vx,
-                __nv_bfloat16* __restrict__ state, int64_t n_tokens) {
+    pb_key_pass(PassArgs a, const __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ vx,
+                __nv_bfloat16* __restrict__ state) {
   static_assert(KSTAGES >= 2, "the ring needs a buffer to fill while one is read");
   constexpr int kST = kPbTileStride, kTile = kPbKeyTile * kST;  // stage s = y tile, then [v|1] tile
   static_assert(kST == kPbCols, "a [v|1] row is copied whole into a tile row");
@@ -30,8 +32,15 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   const int64_t unit = blockIdx.y;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int64_t n_tokens = a.g.Nk;
   const __nv_bfloat16* yu = y + unit * n_tokens * kPbDim;
-  const __nv_bfloat16* vu = vx + unit * n_tokens * kPbCols;
+  // Values: the prepared rows [v | 1 | 0 x 7], or with vx = NULL (pb_direct_values) the
+  // unit's bf16 v slice itself, its "1" column written here (0 for masked keys).
+  const bool direct = vx == nullptr;
+  const __nv_bfloat16* vu = direct ? nullptr : vx + unit * n_tokens * kPbCols;
+  int64_t vb = 0, vh = 0, vs_ = 0;
+  unit_coords(a.g, a.g.unit0 + unit, &vb, &vh, &vs_);
+  const auto* vsrc = static_cast<const __nv_bfloat16*>(a.v.data) + vb * a.v.s0 + vh * a.v.s1 + vs_ * kPbValueDim;
 
   const int list0 = static_cast<int>(blockIdx.x) * kPbKeyBlocksPerCta + warp * 2;
   const uint32_t desc[2] = {c_pb_list.d[list0], c_pb_list.d[list0 + 1]};
@@ -56,9 +65,26 @@ __global__ void __launch_bounds__(kPbThreads, 1)
       const bool valid = tok0 + r < n_tokens;
       cp_async16(ks + r * kST + c, yu + (valid ? tok0 + r : 0) * kPbDim + c, valid);
     }
-    for (int e = tid; e < kPbKeyTile * (kPbCols / 8); e += kPbThreads) {
-      const bool valid = tok0 + e / (kPbCols / 8) < n_tokens;
-      cp_async16(vs + e * 8, vu + (valid ? tok0 * kPbCols + e * 8 : 0), valid);
+    if (!direct) {
+      for (int e = tid; e < kPbKeyTile * (kPbCols / 8); e += kPbThreads) {
+        const bool valid = tok0 + e / (kPbCols / 8) < n_tokens;
+        cp_async16(vs + e * 8, vu + (valid ? tok0 * kPbCols + e * 8 : 0), valid);
+      }
+      return;
+    }
+    // 16 chunks of 8 values per token by cp.async (zero-filled for masked and padding
+    // keys), then per token the [1 | 0 x 7] chunk by a plain store: both land before the
+    // barrier that publishes this buffer.
+    for (int e = tid; e < kPbKeyTile * (kPbValueDim / 8); e += kPbThreads) {
+      const int r = e >> 4, c = (e & 15) * 8;
+      const int64_t tok = tok0 + r;
+      const bool valid = tok < n_tokens && key_attends(a, vb, tok);
+      cp_async16(vs + r * kST + c, vsrc + (valid ? tok * a.v.s2 + c : 0), valid);
+    }
+    for (int r = tid; r < kPbKeyTile; r += kPbThreads) {
+      const int64_t tok = tok0 + r;
+      const bool valid = tok < n_tokens && key_attends(a, vb, tok);
+      *reinterpret_cast<uint4*>(vs + r * kST + kPbValueDim) = make_uint4(valid ? kBf16One : 0u, 0u, 0u, 0u);
     }
   };
 

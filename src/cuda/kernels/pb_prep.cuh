@@ -5,7 +5,7 @@
 // Masked keys' rows are zero in vx only: their features then meet zero values and a zero
 // "1" column, so they add nothing to S or z (even through the CONST row, which is 1 for
 // every key). One thread per 16-byte chunk of an output row, 8 tokens per block,
-// blockIdx.y = unit.
+// blockIdx.y = unit. vx = NULL: keys only (the key pass stages v from the input).
 #pragma once
 
 #include "cuda/kernels/passes_common.cuh"
@@ -37,6 +37,7 @@ __global__ void __launch_bounds__(kPbPrepTokens * kPbPrepChunks) pb_prep_keys(Pa
     for (int i = 0; i < 8; ++i) x[i] *= f;
     dst = reinterpret_cast<uint4*>(y + (unit_local * g.Nk + t) * kPbDim + c0);
   } else {
+    if (vx == nullptr) return;  // the key pass reads v itself (pb_direct_values)
     const int c0 = (chunk - kKChunks) * 8;
     if (key_attends(a, b, t)) {
       if (c0 < kPbValueDim) {
