@@ -37,6 +37,8 @@ constexpr float kWindowLazyRescale = 8.0f;
 // blocks per SM under a 128-register cap) keeps the plain versions, which fit without
 // spills on sm_80 .. sm_90.
 constexpr bool window_lazy(int D) { return D > 32; }
+// Stage descriptors a block works out once and keeps in shared memory (40 bytes each).
+constexpr int kWindowCachedStages = 64;
 static_assert(kWindowTextKeys % 32 == 0, "text stages are sub-stages of 4 n-tiles");
 static_assert(kWindowPieceKeys / 8 % 3 == 0, "window stages are sub-stages of 3 n-tiles");
 
@@ -97,6 +99,28 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
     static_assert(kWindowThreads % V == 0, "whole rows per pass");
     const int c0 = (threadIdx.x % V) * 8, r0 = threadIdx.x / V;
     const bool kcol = c0 < ds, vcol = c0 < dvs;
+    if constexpr (window_lazy(D)) {
+      // 64- and 128-dim slices: the row offsets advance by one 64-bit add per pass and the
+      // mask is looked at only when there is one (ncu at 997deaa: ~56 instructions per
+      // pass, most of them 64-bit address arithmetic and the mask test). The 32-dim kernel
+      // has no registers for the extra offsets.
+      const bool masked = a.keep != nullptr;
+      int64_t koff = kbase + (tok0 + r0) * a.k.s2 + c0, voff = vbase + (tok0 + r0) * a.v.s2 + c0;
+      const int64_t kstep = RPI * a.k.s2, vstep = RPI * a.v.s2;
+#pragma unroll
+      for (int it = 0; it < (KROWS + RPI - 1) / RPI; ++it) {
+        const int r = r0 + it * RPI;
+        if (KROWS % RPI != 0 && r >= KROWS) break;
+        bool row = static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n);
+        if (masked && row) row = key_attends(a, b, tok0 + r);
+        const bool kok = row && kcol, vok = row && vcol;
+        win_cp_async16(dst + r * ST + c0, kok ? ksrc + koff : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + r * ST + c0, vok ? vsrc + voff : vsrc, vok ? 16 : 0);
+        koff += kstep;
+        voff += vstep;
+      }
+      return;
+    }
 #pragma unroll
     for (int it = 0; it < (KROWS + RPI - 1) / RPI; ++it) {
       const int r = r0 + it * RPI;
@@ -418,7 +442,18 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
       }
     }
   }
-  if (plan.stages > 0) stage(stage_keys(plan, window_lazy(D) ? window_stage_order(plan, tile, 0) : 0), 0);
+  // Every thread needs each stage's keys twice (to stage it, then to compute on it): with
+  // at most kWindowCachedStages stages (every Flux tile, every text split) the 64- and
+  // 128-dim kernels work them out once per block, one thread per stage, instead of in each
+  // thread per stage (ncu at 997deaa: that arithmetic was ~8% of the instructions).
+  __shared__ StageKeys stage_cache[kWindowCachedStages];
+  const bool cached = window_lazy(D) && plan.stages <= kWindowCachedStages;  // not in the 32-dim kernel: spills
+  auto walk = [&](int64_t st) { return window_lazy(D) ? window_stage_order(plan, tile, st) : st; };
+  auto keys_of = [&](int64_t st) { return cached ? stage_cache[st] : stage_keys(plan, walk(st)); };
+  if (cached) {
+    for (int64_t st = threadIdx.x; st < plan.stages; st += kWindowThreads) stage_cache[st] = stage_keys(plan, walk(st));
+  }
+  if (plan.stages > 0) stage(stage_keys(plan, walk(0)), 0);
   win_cp_async_commit();
   for (int e = threadIdx.x; e < 2 * kWindowPadRows * ST; e += kWindowThreads) {
     const int buf = e / (kWindowPadRows * ST), rem = e % (kWindowPadRows * ST);
@@ -468,10 +503,10 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   for (int64_t st = 0; st < plan.stages; ++st) {
     const int cur = static_cast<int>(st & 1);
     const bool more = st + 1 < plan.stages;
-    if (more) stage(stage_keys(plan, window_lazy(D) ? window_stage_order(plan, tile, st + 1) : st + 1), cur ^ 1);  // buffer cur^1 was released by the last barrier
+    if (more) stage(keys_of(st + 1), cur ^ 1);  // buffer cur^1 was released by the last barrier
     win_cp_async_commit();
 
-    const StageKeys k = stage_keys(plan, window_lazy(D) ? window_stage_order(plan, tile, st) : st);
+    const StageKeys k = keys_of(st);
     const int nt0 = warp_first_ntile(w, plan, k, wr, k.window ? nw_window : kWindowTextKeys / 8);
     if (nt0 >= 0) {  // warp-uniform
       const uint16_t* ks = bufs + cur * L::BUF;
