@@ -21,6 +21,7 @@
 #include "common/ta_cuda_copy.h"
 #include "cuda/batch_budget.h"
 #include "cuda/prefix_block_plan.h"
+#include "fast_path_harness.h"
 #include "taylor_attention/taylor_attention.h"
 
 namespace {
@@ -28,6 +29,7 @@ namespace {
 using ta::cuda::PassKernels;
 using tatest::DeviceCopy;
 using tatest::TestTensor;
+using namespace tatest::fastpath;  // NOLINT(google-build-using-namespace): the shared harness
 
 // ---- host only: the block list and the selection rule ------------------------------------
 
@@ -151,11 +153,6 @@ TEST(BatchBudget, BoundedBalancedAtLeastOne) {
 
 // ---- GPU ------------------------------------------------------------------------------------
 
-bool gpu_present() { return ta_backend_available(TA_DEVICE_CUDA) == 1; }
-
-#define SKIP_WITHOUT_GPU() \
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
-
 int64_t device_smem_optin() {
   int bytes = 0;
   EXPECT_EQ(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0), cudaSuccess);
@@ -168,15 +165,7 @@ enum class Shape { kDevice, kSmall };
 const char* shape_name(Shape s) { return s == Shape::kDevice ? "device" : "small"; }
 void PrintTo(Shape s, std::ostream* os) { *os << shape_name(s); }
 constexpr int64_t kSmallCap = 101376;
-
-// Sets the test cap for one scope.
-struct SmemCap {
-  explicit SmemCap(int64_t bytes) { ta::cuda::set_pass_smem_cap_for_testing(bytes); }
-  explicit SmemCap(Shape s) : SmemCap(s == Shape::kSmall ? kSmallCap : -1) {}
-  ~SmemCap() { ta::cuda::set_pass_smem_cap_for_testing(-1); }
-  SmemCap(const SmemCap&) = delete;
-  SmemCap& operator=(const SmemCap&) = delete;
-};
+int64_t shape_cap(Shape s) { return s == Shape::kSmall ? kSmallCap : -1; }
 
 // The kernels the selection should pick for this call under the shape's cap.
 PassKernels expected_kernels(const ta::Problem& p, const ta_config& c, Shape s) {
@@ -184,147 +173,7 @@ PassKernels expected_kernels(const ta::Problem& p, const ta_config& c, Shape s) 
   return ta::cuda::select_pass_kernels(p, c, s == Shape::kSmall ? std::min(optin, kSmallCap) : optin);
 }
 
-
-// How q, k, v and out are laid out: contiguous [B,H,N,D]; views of [B,N,H,D] (ComfyUI's
-// [B,N,H*D], 16-byte vector loads still allowed); views of [B,N,H,D+3] (scalar loads).
-enum class View { kContiguous, kBNHD, kPadded };
-
-TestTensor make_tensor(ta_dtype dt, int64_t B, int64_t H, int64_t N, int64_t D, View view) {
-  if (view == View::kContiguous) return TestTensor(dt, {B, H, N, D});
-  const int64_t row = view == View::kBNHD ? D : D + 3;
-  return TestTensor(dt, {B, H, N, D}, {N * H * row, row, H * row, 1});
-}
-
-struct Case {
-  int64_t B, H, Nq, Nk, d, dv;
-  int32_t G = 1, P = 3;
-  ta_dtype dtype = TA_DTYPE_BF16;
-  bool normalize = false, masked = false;
-  View view = View::kContiguous;
-  double scale_mul = 0.5;  // scores ~N(0, 0.5^2) for N(0, 1) inputs without normalisation
-};
-
-std::string case_name(const Case& c) {
-  std::string s = "B" + std::to_string(c.B) + "_H" + std::to_string(c.H) + "_Nq" + std::to_string(c.Nq) + "_Nk" +
-                  std::to_string(c.Nk) + "_d" + std::to_string(c.d) + "_dv" + std::to_string(c.dv) + "_G" +
-                  std::to_string(c.G) + "_P" + std::to_string(c.P) + "_" + ta_dtype_name(c.dtype);
-  if (c.normalize) s += "_norm";
-  if (c.masked) s += "_mask";
-  if (c.view == View::kBNHD) s += "_bnhd";
-  if (c.view == View::kPadded) s += "_padded";
-  if (c.scale_mul < 0) s += "_negscale";
-  return s;
-}
-
-void PrintTo(const Case& c, std::ostream* os) { *os << case_name(c); }
-
-// q, k, v, the CPU and GPU outputs and an optional key mask, on the host and the device.
-struct Call {
-  Case spec;
-  TestTensor q, k, v, out_cpu, out_gpu;
-  std::optional<TestTensor> mask;
-  std::unique_ptr<DeviceCopy> dq, dk, dv, dout, dmask;
-  std::optional<ta_token_layout> layout;
-  ta_config cfg{};
-
-  ta_attention_args cpu_args() const {
-    return ta_attention_args{q.ptr(), k.ptr(), v.ptr(), mask ? mask->ptr() : nullptr, out_cpu.ptr(),
-                             layout ? &*layout : nullptr};
-  }
-  ta_attention_args gpu_args() const {
-    return ta_attention_args{dq->ptr(), dk->ptr(), dv->ptr(), dmask ? dmask->ptr() : nullptr, dout->ptr(),
-                             layout ? &*layout : nullptr};
-  }
-  ta::Problem problem() const { return shape_of(spec.d, spec.dv, spec.G, spec.P); }
-};
-
-std::unique_ptr<Call> make_call(const Case& s, uint64_t seed) {
-  auto c = std::make_unique<Call>();
-  c->spec = s;
-  c->q = make_tensor(s.dtype, s.B, s.H, s.Nq, s.d, s.view);
-  c->k = make_tensor(s.dtype, s.B, s.H, s.Nk, s.d, s.view);
-  c->v = make_tensor(s.dtype, s.B, s.H, s.Nk, s.dv, s.view);
-  c->out_cpu = make_tensor(s.dtype, s.B, s.H, s.Nq, s.dv, s.view);
-  c->out_gpu = make_tensor(s.dtype, s.B, s.H, s.Nq, s.dv, s.view);
-  tatest::Rng rng(seed);
-  c->q.fill_normal(rng, 1.0);
-  c->k.fill_normal(rng, 1.0);
-  c->v.fill_normal(rng, 1.0);
-  if (s.masked) {
-    // Batch entry 0 complete; in the others every fifth key blocked, and the first ones.
-    std::vector<uint8_t> keep(static_cast<size_t>(s.B * s.Nk), 1);
-    for (int64_t b = 1; b < s.B; ++b) {
-      for (int64_t j = 0; j < s.Nk; ++j) keep[static_cast<size_t>(b * s.Nk + j)] = (j % 5 != 3 && j > 2) ? 1 : 0;
-    }
-    tatest::Shape shape;
-    shape.B = s.B, shape.H = s.H, shape.Nq = s.Nq, shape.Nk = s.Nk, shape.d = s.d, shape.dv = s.dv;
-    c->mask = tatest::make_mask(tatest::MaskForm::B_Nk, TA_DTYPE_BOOL, shape, keep);
-  }
-  c->dq = std::make_unique<DeviceCopy>(c->q);
-  c->dk = std::make_unique<DeviceCopy>(c->k);
-  c->dv = std::make_unique<DeviceCopy>(c->v);
-  c->dout = std::make_unique<DeviceCopy>(c->out_gpu);
-  if (c->mask) c->dmask = std::make_unique<DeviceCopy>(*c->mask);
-  ta_config& cfg = c->cfg;
-  ta_config_defaults(&cfg);
-  cfg.P = s.P;
-  cfg.sub_head_blocks = s.G;
-  cfg.qk_normalize = s.normalize;
-  cfg.min_tokens = 0;
-  cfg.max_feature_dim_R = 1 << 24;
-  cfg.scale_mul = s.normalize ? (s.scale_mul < 0 ? -1.0 : 1.0) : s.scale_mul;
-  cfg.seed = 91;
-  return c;
-}
-
-struct Outcome {
-  ta_status status;
-  ta_stats stats;
-  std::string message;
-  PassKernels kernels = PassKernels::kGeneric;
-};
-
-// Runs the call on the GPU (output canaries checked after the download) and records which
-// kernels the backend selected.
-Outcome run_gpu(Call& c, const ta_config& cfg) {
-  Outcome o{};
-  c.out_gpu.fill_bytes(0xA5);
-  c.dout->upload(c.out_gpu);
-  const ta_attention_args a = c.gpu_args();
-  ta_stats_init(&o.stats);
-  o.status = ta_attention_run(&a, &cfg, nullptr, 0, nullptr, &o.stats);
-  o.message = ta_last_error_message();
-  o.kernels = ta::cuda::last_pass_kernels();
-  c.dout->download(c.out_gpu);
-  std::string where;
-  EXPECT_TRUE(c.out_gpu.canaries_intact(0xA5, &where)) << "GPU wrote outside out: " << where;
-  if (o.status == TA_OK) {
-    EXPECT_EQ(o.stats.backend, TA_BACKEND_CUDA);
-  }
-  return o;
-}
-
-Outcome run_cpu(Call& c, const ta_config& cfg) {
-  Outcome o{};
-  const ta_attention_args a = c.cpu_args();
-  ta_stats_init(&o.stats);
-  o.status = ta_attention_run(&a, &cfg, nullptr, 0, nullptr, &o.stats);
-  o.message = ta_last_error_message();
-  return o;
-}
-
-// Relative L2 of the GPU output against the CPU engine's. Prefix x block path: bf16
-// coordinates, features, state (z as hi + lo) and fp32 accumulation; the harness measured
-// 2.9e-3 against fp64 on the same bf16 inputs (dev/cuda/README.md), the generic kernels'
-// test bound is 2e-2 for ~3e-3 observed: the same bound here. Plus the output dtype's own
-// rounding (bf16 2^-9, f16 2^-12 per element).
-double cpu_tolerance(ta_dtype dt) {
-  return 2e-2 + (dt == TA_DTYPE_BF16 ? 8e-3 : dt == TA_DTYPE_F16 ? 1e-3 : 0.0);
-}
-
-void expect_finite(const std::vector<double>& got) {
-  for (size_t i = 0; i < got.size(); ++i) ASSERT_TRUE(std::isfinite(got[i])) << "non-finite GPU output at " << i;
-}
+ta::Problem problem_of(const Call& c) { return shape_of(c.spec.d, c.spec.dv, c.spec.G, c.spec.P); }
 
 // ---- GPU vs CPU engine over shapes, dtypes, views, masks; both kernel shapes ---------------
 
@@ -334,8 +183,8 @@ TEST_P(CudaFastPath, MatchesCpuEngine) {
   SKIP_WITHOUT_GPU();
   const auto [spec, shape] = GetParam();
   auto call = make_call(spec, 700 + static_cast<uint64_t>(spec.Nq * 3 + spec.Nk + spec.d));
-  SmemCap cap(shape);
-  const PassKernels want = expected_kernels(call->problem(), call->cfg, shape);
+  SmemCap cap(shape_cap(shape));
+  const PassKernels want = expected_kernels(problem_of(*call), call->cfg, shape);
   const Outcome g = run_gpu(*call, call->cfg);
   const Outcome c = run_cpu(*call, call->cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
@@ -364,12 +213,6 @@ TEST_P(CudaFastPath, MatchesCpuEngine) {
               0.05 * c.stats.quality_truncation.rel_l2 + 0.03);
   EXPECT_GT(g.stats.time_key_pass_ms, 0.0);
   EXPECT_GT(g.stats.time_query_pass_ms, 0.0);
-}
-
-Case make_case(int64_t B, int64_t H, int64_t Nq, int64_t Nk, ta_dtype dt) {
-  Case c{};
-  c.B = B, c.H = H, c.Nq = Nq, c.Nk = Nk, c.d = 128, c.dv = 128, c.dtype = dt;
-  return c;
 }
 
 std::vector<Case> fast_cases() {
@@ -606,8 +449,8 @@ TEST_P(CudaFastPathHybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128) {
   call->cfg.window_radius = 2;
   call->cfg.window_text_keys = 1;
   call->cfg.window_text_queries = 0;
-  SmemCap cap(shape);
-  const PassKernels want = expected_kernels(call->problem(), call->cfg, shape);
+  SmemCap cap(shape_cap(shape));
+  const PassKernels want = expected_kernels(problem_of(*call), call->cfg, shape);
   const Outcome g = run_gpu(*call, call->cfg);
   const Outcome c = run_cpu(*call, call->cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;

@@ -25,6 +25,7 @@
 #include "cuda/batch_budget.h"
 #include "cuda/prefix_block4_plan.h"
 #include "cuda/prefix_block_plan.h"
+#include "fast_path_harness.h"
 #include "taylor_attention/taylor_attention.h"
 
 namespace {
@@ -32,6 +33,7 @@ namespace {
 using ta::cuda::PassKernels;
 using tatest::DeviceCopy;
 using tatest::TestTensor;
+using namespace tatest::fastpath;  // NOLINT(google-build-using-namespace): the shared harness
 
 // ---- host only: the half list, the selection rule, the rounding model ---------------------
 
@@ -257,159 +259,9 @@ TEST(PrefixBlock4Plan, EmulatedRoundingWithinTolerance_N257_d32) {
 
 // ---- GPU ------------------------------------------------------------------------------------
 
-bool gpu_present() { return ta_backend_available(TA_DEVICE_CUDA) == 1; }
-
-#define SKIP_WITHOUT_GPU() \
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
-
-// Sets the shared-memory cap the selection sees for one scope (0: the generic kernels).
-struct SmemCap {
-  explicit SmemCap(int64_t bytes) { ta::cuda::set_pass_smem_cap_for_testing(bytes); }
-  ~SmemCap() { ta::cuda::set_pass_smem_cap_for_testing(-1); }
-  SmemCap(const SmemCap&) = delete;
-  SmemCap& operator=(const SmemCap&) = delete;
-};
-
-// How q, k, v and out are laid out: contiguous [B,H,N,D]; views of [B,N,H,D] (ComfyUI's
-// [B,N,H*D], 16-byte vector loads still allowed); views of [B,N,H,D+3] (scalar loads).
-enum class View { kContiguous, kBNHD, kPadded };
-
-TestTensor make_tensor(ta_dtype dt, int64_t B, int64_t H, int64_t N, int64_t D, View view) {
-  if (view == View::kContiguous) return TestTensor(dt, {B, H, N, D});
-  const int64_t row = view == View::kBNHD ? D : D + 3;
-  return TestTensor(dt, {B, H, N, D}, {N * H * row, row, H * row, 1});
-}
-
-struct Case {
-  int64_t B, H, Nq, Nk, d = 128, dv = 128;
-  int32_t G = 4;
-  ta_dtype dtype = TA_DTYPE_BF16;
-  bool normalize = false, masked = false;
-  View view = View::kContiguous;
-  double scale_mul = 0.5;  // scores ~N(0, 0.5^2) for N(0, 1) inputs without normalisation
-};
-
-std::string case_name(const Case& c) {
-  std::string s = "B" + std::to_string(c.B) + "_H" + std::to_string(c.H) + "_Nq" + std::to_string(c.Nq) + "_Nk" +
-                  std::to_string(c.Nk) + "_d" + std::to_string(c.d) + "_dv" + std::to_string(c.dv) + "_G" +
-                  std::to_string(c.G) + "_" + ta_dtype_name(c.dtype);
-  if (c.normalize) s += "_norm";
-  if (c.masked) s += "_mask";
-  if (c.view == View::kBNHD) s += "_bnhd";
-  if (c.view == View::kPadded) s += "_padded";
-  if (c.scale_mul < 0) s += "_negscale";
-  return s;
-}
-
-void PrintTo(const Case& c, std::ostream* os) { *os << case_name(c); }
-
-// q, k, v, the CPU and GPU outputs and an optional key mask, on the host and the device.
-struct Call {
-  Case spec;
-  TestTensor q, k, v, out_cpu, out_gpu;
-  std::optional<TestTensor> mask;
-  std::unique_ptr<DeviceCopy> dq, dk, dv, dout, dmask;
-  std::optional<ta_token_layout> layout;
-  ta_config cfg{};
-
-  ta_attention_args cpu_args() const {
-    return ta_attention_args{
-        q.ptr(), k.ptr(), v.ptr(), mask ? mask->ptr() : nullptr, out_cpu.ptr(), layout ? &*layout : nullptr};
-  }
-  ta_attention_args gpu_args() const {
-    return ta_attention_args{
-        dq->ptr(), dk->ptr(), dv->ptr(), dmask ? dmask->ptr() : nullptr, dout->ptr(), layout ? &*layout : nullptr};
-  }
-};
-
-std::unique_ptr<Call> make_call(const Case& s, uint64_t seed) {
-  auto c = std::make_unique<Call>();
-  c->spec = s;
-  c->q = make_tensor(s.dtype, s.B, s.H, s.Nq, s.d, s.view);
-  c->k = make_tensor(s.dtype, s.B, s.H, s.Nk, s.d, s.view);
-  c->v = make_tensor(s.dtype, s.B, s.H, s.Nk, s.dv, s.view);
-  c->out_cpu = make_tensor(s.dtype, s.B, s.H, s.Nq, s.dv, s.view);
-  c->out_gpu = make_tensor(s.dtype, s.B, s.H, s.Nq, s.dv, s.view);
-  tatest::Rng rng(seed);
-  c->q.fill_normal(rng, 1.0);
-  c->k.fill_normal(rng, 1.0);
-  c->v.fill_normal(rng, 1.0);
-  if (s.masked) {
-    // Batch entry 0 complete; in the others every fifth key blocked, and the first ones.
-    std::vector<uint8_t> keep(static_cast<size_t>(s.B * s.Nk), 1);
-    for (int64_t b = 1; b < s.B; ++b) {
-      for (int64_t j = 0; j < s.Nk; ++j) keep[static_cast<size_t>(b * s.Nk + j)] = (j % 5 != 3 && j > 2) ? 1 : 0;
-    }
-    tatest::Shape shape;
-    shape.B = s.B, shape.H = s.H, shape.Nq = s.Nq, shape.Nk = s.Nk, shape.d = s.d, shape.dv = s.dv;
-    c->mask = tatest::make_mask(tatest::MaskForm::B_Nk, TA_DTYPE_BOOL, shape, keep);
-  }
-  c->dq = std::make_unique<DeviceCopy>(c->q);
-  c->dk = std::make_unique<DeviceCopy>(c->k);
-  c->dv = std::make_unique<DeviceCopy>(c->v);
-  c->dout = std::make_unique<DeviceCopy>(c->out_gpu);
-  if (c->mask) c->dmask = std::make_unique<DeviceCopy>(*c->mask);
-  ta_config& cfg = c->cfg;
-  ta_config_defaults(&cfg);
-  cfg.P = 4;
-  cfg.sub_head_blocks = s.G;
-  cfg.qk_normalize = s.normalize;
-  cfg.min_tokens = 0;
-  cfg.max_feature_dim_R = 1 << 24;
-  cfg.scale_mul = s.normalize ? (s.scale_mul < 0 ? -1.0 : 1.0) : s.scale_mul;
-  cfg.seed = 93;
-  return c;
-}
-
-struct Outcome {
-  ta_status status;
-  ta_stats stats;
-  std::string message;
-  PassKernels kernels = PassKernels::kGeneric;
-};
-
-// Runs the call on the GPU (output canaries checked after the download) and records which
-// kernels the backend selected.
-Outcome run_gpu(Call& c, const ta_config& cfg) {
-  Outcome o{};
-  c.out_gpu.fill_bytes(0xA5);
-  c.dout->upload(c.out_gpu);
-  const ta_attention_args a = c.gpu_args();
-  ta_stats_init(&o.stats);
-  o.status = ta_attention_run(&a, &cfg, nullptr, 0, nullptr, &o.stats);
-  o.message = ta_last_error_message();
-  o.kernels = ta::cuda::last_pass_kernels();
-  c.dout->download(c.out_gpu);
-  std::string where;
-  EXPECT_TRUE(c.out_gpu.canaries_intact(0xA5, &where)) << "GPU wrote outside out: " << where;
-  if (o.status == TA_OK) {
-    EXPECT_EQ(o.stats.backend, TA_BACKEND_CUDA);
-  }
-  return o;
-}
-
-Outcome run_cpu(Call& c, const ta_config& cfg) {
-  Outcome o{};
-  const ta_attention_args a = c.cpu_args();
-  ta_stats_init(&o.stats);
-  o.status = ta_attention_run(&a, &cfg, nullptr, 0, nullptr, &o.stats);
-  o.message = ta_last_error_message();
-  return o;
-}
-
-// Relative L2 of the GPU output against the CPU engine's (fp32 features from the raw inputs).
-// From the rounding model (EmulatedRoundingWithinTolerance: 1.9e-3 against fp64 on bf16
-// inputs) with ample headroom for the fp32 accumulation order, other shapes and unlucky
-// draws: 2e-2, the bound the generic kernels and the P = 3 path are held to; plus the output
-// dtype's own rounding (bf16 2^-9, f16 2^-12 per element, on both outputs).
-double cpu_tolerance(ta_dtype dt) { return 2e-2 + (dt == TA_DTYPE_BF16 ? 8e-3 : dt == TA_DTYPE_F16 ? 1e-3 : 0.0); }
 // Denominators: <= 6.6e-4 relative per row in the model; 1e-2 leaves room for the fp32
 // accumulation over 10^3 to 10^4 keys.
 constexpr double kDenTol = 1e-2;
-
-void expect_finite(const std::vector<double>& got) {
-  for (size_t i = 0; i < got.size(); ++i) ASSERT_TRUE(std::isfinite(got[i])) << "non-finite GPU output at " << i;
-}
 
 void expect_pb4(const Outcome& o) {
   EXPECT_EQ(o.kernels, PassKernels::kPrefixBlock4) << "ran " << ta::cuda::pass_kernels_name(o.kernels);
@@ -450,42 +302,39 @@ TEST_P(CudaFastPath4, MatchesCpuEngine) {
   EXPECT_GT(g.stats.time_query_pass_ms, 0.0);
 }
 
-Case make_case(int64_t B, int64_t H, int64_t Nq, int64_t Nk, ta_dtype dt) {
-  Case c{};
-  c.B = B, c.H = H, c.Nq = Nq, c.Nk = Nk, c.dtype = dt;
-  return c;
-}
+// The node's defaults: P = 4 on d = dv = 128 in G = 4 slices of 32.
+Case case4(int64_t B, int64_t H, int64_t Nq, int64_t Nk, ta_dtype dt) { return make_case(B, H, Nq, Nk, dt, 4, 4); }
 
 std::vector<Case> fast_cases() {
   std::vector<Case> v;
   // Token counts that are not multiples of the key tile (64) or the query tile (256).
-  for (int64_t n : {1, 63, 257, 1025}) v.push_back(make_case(1, 1, n, n, TA_DTYPE_BF16));
-  Case c = make_case(1, 2, 97, 97, TA_DTYPE_F16);
+  for (int64_t n : {1, 63, 257, 1025}) v.push_back(case4(1, 1, n, n, TA_DTYPE_BF16));
+  Case c = case4(1, 2, 97, 97, TA_DTYPE_F16);
   v.push_back(c);
-  c = make_case(2, 3, 300, 300, TA_DTYPE_F16);  // B, H > 1 with a per-batch key mask, [B,N,H,D] views
+  c = case4(2, 3, 300, 300, TA_DTYPE_F16);  // B, H > 1 with a per-batch key mask, [B,N,H,D] views
   c.masked = true;
   c.view = View::kBNHD;
   v.push_back(c);
-  c = make_case(2, 2, 257, 257, TA_DTYPE_F32);  // f32, normalised, padded rows (scalar loads)
+  c = case4(2, 2, 257, 257, TA_DTYPE_F32);  // f32, normalised, padded rows (scalar loads)
   c.normalize = true;
   c.view = View::kPadded;
   v.push_back(c);
-  c = make_case(1, 2, 200, 517, TA_DTYPE_BF16);  // cross attention, negative scale (the query side's sign)
+  c = case4(1, 2, 200, 517, TA_DTYPE_BF16);  // cross attention, negative scale (the query side's sign)
   c.scale_mul = -0.5;
   v.push_back(c);
-  c = make_case(1, 1, 600, 70, TA_DTYPE_BF16);  // cross attention, more queries than keys (3 query tiles)
+  c = case4(1, 1, 600, 70, TA_DTYPE_BF16);  // cross attention, more queries than keys (3 query tiles)
   c.scale_mul = 0.8;
   v.push_back(c);
-  c = make_case(2, 1, 130, 130, TA_DTYPE_BF16);  // masked, normalised, bf16
+  c = case4(2, 1, 130, 130, TA_DTYPE_BF16);  // masked, normalised, bf16
   c.masked = true;
   c.normalize = true;
   v.push_back(c);
-  c = make_case(1, 2, 130, 130, TA_DTYPE_BF16);  // two slices of 32 per head (d = 64, G = 2)
+  c = case4(1, 2, 130, 130, TA_DTYPE_BF16);  // two slices of 32 per head (d = 64, G = 2)
   c.d = c.dv = 64;
   c.G = 2;
   c.view = View::kBNHD;
   v.push_back(c);
-  c = make_case(2, 2, 129, 129, TA_DTYPE_F32);  // one slice per head (d = 32, G = 1)
+  c = case4(2, 2, 129, 129, TA_DTYPE_F32);  // one slice per head (d = 32, G = 1)
   c.d = c.dv = 32;
   c.G = 1;
   v.push_back(c);
@@ -502,7 +351,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaFastPath4, ::testing::ValuesIn(fast_cases()
 // land near it and near the fast path, and their output is not bitwise the fast path's.
 TEST(CudaFastPath4Accuracy, Fp64ReferenceAndGenericKernels_B1_H2_N1025_d128_G4_bf16) {
   SKIP_WITHOUT_GPU();
-  Case s = make_case(1, 2, 1025, 1025, TA_DTYPE_BF16);
+  Case s = case4(1, 2, 1025, 1025, TA_DTYPE_BF16);
   auto call = make_call(s, 1811);
   const Outcome fast = run_gpu(*call, call->cfg);
   ASSERT_EQ(fast.status, TA_OK) << fast.message;
@@ -540,7 +389,7 @@ TEST(CudaFastPath4Accuracy, Fp64ReferenceAndGenericKernels_B1_H2_N1025_d128_G4_b
 // computed from the state's z columns after the key pass.
 TEST(CudaFastPath4Probe, SampledDenominatorsMatchCpu_B2_H2_N700_d128_G4) {
   SKIP_WITHOUT_GPU();
-  Case s = make_case(2, 2, 700, 700, TA_DTYPE_F32);
+  Case s = case4(2, 2, 700, 700, TA_DTYPE_F32);
   auto call = make_call(s, 2200);
   std::vector<double> q = call->q.dense();
   for (size_t i = 0; i < q.size(); ++i) {
@@ -569,7 +418,7 @@ TEST(CudaFastPath4Probe, SampledDenominatorsMatchCpu_B2_H2_N700_d128_G4) {
 
 TEST(CudaFastPath4Guards, RuntimeFallbacksAndClamp_B2_H1_N200_d128_G4) {
   SKIP_WITHOUT_GPU();
-  Case s = make_case(2, 1, 200, 200, TA_DTYPE_F32);
+  Case s = case4(2, 1, 200, 200, TA_DTYPE_F32);
   s.masked = true;
   auto call = make_call(s, 2300);
   ta_config cfg = call->cfg;
@@ -674,7 +523,7 @@ class CudaFastPath4Hybrid : public ::testing::TestWithParam<ta_dtype> {};
 TEST_P(CudaFastPath4Hybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128_G4) {
   SKIP_WITHOUT_GPU();
   const ta_dtype dtype = GetParam();
-  Case s = make_case(2, 2, 40 + 12 * 30, 40 + 12 * 30, dtype);
+  Case s = case4(2, 2, 40 + 12 * 30, 40 + 12 * 30, dtype);
   s.masked = true;
   auto call = make_call(s, 2400 + static_cast<uint64_t>(dtype));
   ta_token_layout layout{};
@@ -716,7 +565,7 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaFastPath4Hybrid, ::testing::Values(TA_DTYPE
 // same bits (no atomics on this path).
 TEST(CudaFastPath4Workspace, PlanCallerWorkspaceDeterminism_B1_H2_N4097_d128_G4) {
   SKIP_WITHOUT_GPU();
-  Case s = make_case(1, 2, 4097, 4097, TA_DTYPE_BF16);
+  Case s = case4(1, 2, 4097, 4097, TA_DTYPE_BF16);
   auto call = make_call(s, 2500);
   const ta_attention_args a = call->gpu_args();
   constexpr int64_t kUnits = 2 * 4;  // H x G

@@ -23,6 +23,7 @@
 #pragma once
 
 #include "cuda/kernels/pb4_common.cuh"
+#include "cuda/kernels/pb_query_pass.cuh"  // pb_finish_rows
 #include "cuda/kernels/query_pass.cuh"
 
 namespace ta::cuda {
@@ -77,7 +78,7 @@ __global__ void __launch_bounds__(kPb4Threads, 2) pb4_query_pass(PassArgs a, con
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kPb4QueryRows;
   int64_t b, h, s;
   unit_coords(a.g, a.g.unit0 + unit_local, &b, &h, &s);
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
   const int wrow = warp * 32;  // the warp's first query row in the tile
   const __nv_bfloat16* su = state + unit_local * kPb4Rows * kPb4Cols;
 
@@ -151,38 +152,7 @@ __global__ void __launch_bounds__(kPb4Threads, 2) pb4_query_pass(PassArgs a, con
     }
   }
 
-  // Epilogue, as pb_query_pass's: den = z_hi part + z_lo part (cols 32, 33 sit with t == 0,
-  // shared in the quad); plain mode guards it and folds it into the statistics, hybrid mode
-  // stores it and divides by its carrier (the window kernel finishes the row).
-  const bool hybrid = a.wden != nullptr;
-  unsigned int flags = 0, count = 0, le = 0, nonfin = 0;
-  float dmin = INFINITY, dmax = -INFINITY;
-  double dsum = 0.0;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      float den = __shfl_sync(0xFFFFFFFFu, acc[mt][4][2 * half] + acc[mt][4][2 * half + 1], lane & ~3);
-      const int64_t qi = q0 + wrow + mt * 16 + g + 8 * half;
-      if (qi >= a.g.Nq) continue;
-      if (hybrid) {
-        if (t == 0) a.wden[unit_local * a.g.Nq + qi] = den;
-        den = carrier_denominator(den);
-      } else if (t == 0) {
-        den = account_denominator(a, den, &flags, &dmin, &dmax, &dsum, &count, &le, &nonfin);
-      } else if (den <= a.eps && isfinite(den)) {
-        den = a.eps;
-      }
-      unsigned int row_flags = 0;
-#pragma unroll
-      for (int n = 0; n < 4; ++n) {
-        row_flags |=
-            emit_row(a, b, h, s, qi, n * 8 + 2 * t, 1, 2, den, [&](int k) { return acc[mt][n][2 * half + k]; });
-      }
-      if (!hybrid) flags |= row_flags;
-    }
-  }
-  flush_stats(a.stats, flags, dmin, dmax, dsum, count, le, nonfin);
+  pb_finish_rows<4>(a, acc, unit_local, b, h, s, q0 + wrow, lane);
 }
 
 }  // namespace ta::cuda

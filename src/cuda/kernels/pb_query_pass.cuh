@@ -74,6 +74,45 @@ __device__ __forceinline__ void pb_scale_rows(uint32_t (&a)[2][4], const float (
   }
 }
 
+// The query passes' epilogue (P = 3: NT = 16 value n-tiles, P = 4: NT = 4; n-tile NT holds
+// z_hi, z_lo in its cols 0 and 1, with t == 0, shared in the quad): den = z_hi part + z_lo
+// part; plain mode guards it and folds it into the statistics, hybrid mode stores it and
+// divides by its carrier (the window kernel finishes the row), as query_pass_mma does.
+// Rows row0 + mt * 16 + g (+ 8) of the warp's two m16 tiles.
+template <int NT>
+__device__ __forceinline__ void pb_finish_rows(const PassArgs& a, const float (&acc)[2][NT + 1][4], int64_t unit_local,
+                                               int64_t b, int64_t h, int64_t s, int64_t row0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const bool hybrid = a.wden != nullptr;
+  unsigned int flags = 0, count = 0, le = 0, nonfin = 0;
+  float dmin = INFINITY, dmax = -INFINITY;
+  double dsum = 0.0;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float den = __shfl_sync(0xFFFFFFFFu, acc[mt][NT][2 * half] + acc[mt][NT][2 * half + 1], lane & ~3);
+      const int64_t qi = row0 + mt * 16 + g + 8 * half;
+      if (qi >= a.g.Nq) continue;
+      if (hybrid) {
+        if (t == 0) a.wden[unit_local * a.g.Nq + qi] = den;
+        den = carrier_denominator(den);
+      } else if (t == 0) {
+        den = account_denominator(a, den, &flags, &dmin, &dmax, &dsum, &count, &le, &nonfin);
+      } else if (den <= a.eps && isfinite(den)) {
+        den = a.eps;
+      }
+      unsigned int row_flags = 0;
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        row_flags |= emit_row(a, b, h, s, qi, n * 8 + 2 * t, 1, 2, den, [&](int k) { return acc[mt][n][2 * half + k]; });
+      }
+      if (!hybrid) flags |= row_flags;
+    }
+  }
+  flush_stats(a.stats, flags, dmin, dmax, dsum, count, le, nonfin);
+}
+
 // Whether Q fragments can stay in registers: ptxas for sm_120 spills ~110 bytes of the
 // 136 accumulators + 64 Q registers (the harness spills 128 there; sm_80..sm_90: 254
 // registers, no spill), so there the fragments are reloaded per block. sm_120 cards have
@@ -184,37 +223,7 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_query_pass(PassArgs a, const
     }
   }
 
-  // Epilogue, as query_pass_mma's: den = z_hi part + z_lo part (cols 128, 129 sit with
-  // t == 0, shared in the quad); plain mode guards it and folds it into the statistics,
-  // hybrid mode stores it and divides by its carrier (the window kernel finishes the row).
-  const bool hybrid = a.wden != nullptr;
-  unsigned int flags = 0, count = 0, le = 0, nonfin = 0;
-  float dmin = INFINITY, dmax = -INFINITY;
-  double dsum = 0.0;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      float den = __shfl_sync(0xFFFFFFFFu, acc[mt][16][2 * half] + acc[mt][16][2 * half + 1], lane & ~3);
-      const int64_t qi = q0 + wrow + mt * 16 + g + 8 * half;
-      if (qi >= a.g.Nq) continue;
-      if (hybrid) {
-        if (t == 0) a.wden[unit_local * a.g.Nq + qi] = den;
-        den = carrier_denominator(den);
-      } else if (t == 0) {
-        den = account_denominator(a, den, &flags, &dmin, &dmax, &dsum, &count, &le, &nonfin);
-      } else if (den <= a.eps && isfinite(den)) {
-        den = a.eps;
-      }
-      unsigned int row_flags = 0;
-#pragma unroll
-      for (int n = 0; n < 16; ++n) {
-        row_flags |= emit_row(a, b, h, s, qi, n * 8 + 2 * t, 1, 2, den, [&](int k) { return acc[mt][n][2 * half + k]; });
-      }
-      if (!hybrid) flags |= row_flags;
-    }
-  }
-  flush_stats(a.stats, flags, dmin, dmax, dsum, count, le, nonfin);
+  pb_finish_rows<16>(a, acc, unit_local, b, h, s, q0 + wrow, lane);
 }
 
 }  // namespace ta::cuda

@@ -119,18 +119,18 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
         koff += kstep;
         voff += vstep;
       }
-      return;
-    }
+    } else {
 #pragma unroll
-    for (int it = 0; it < (KROWS + RPI - 1) / RPI; ++it) {
-      const int r = r0 + it * RPI;
-      if (KROWS % RPI != 0 && r >= KROWS) break;
-      const bool row =
-          static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) && key_attends(a, b, tok0 + r);
-      const int64_t tok = row ? tok0 + r : 0;
-      const bool kok = row && kcol, vok = row && vcol;
-      win_cp_async16(dst + r * ST + c0, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
-      win_cp_async16(vdst + r * ST + c0, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
+      for (int it = 0; it < (KROWS + RPI - 1) / RPI; ++it) {
+        const int r = r0 + it * RPI;
+        if (KROWS % RPI != 0 && r >= KROWS) break;
+        const bool row =
+            static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) && key_attends(a, b, tok0 + r);
+        const int64_t tok = row ? tok0 + r : 0;
+        const bool kok = row && kcol, vok = row && vcol;
+        win_cp_async16(dst + r * ST + c0, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + r * ST + c0, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
+      }
     }
     return;
   }
