@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/ta_token_layout.h"
 #include "common/ta_api_helpers.h"
 #include "common/ta_cuda_copy.h"
 #include "taylor_attention/taylor_attention.h"
@@ -29,32 +30,7 @@ bool gpu_present() { return ta_backend_available(TA_DEVICE_CUDA) == 1; }
 #define SKIP_WITHOUT_GPU() \
   if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
 
-
-struct Layout {
-  int64_t text = 0;
-  std::vector<std::pair<int64_t, int64_t>> grids;  // (height, width)
-
-  int64_t tokens() const {
-    int64_t n = text;
-    for (auto [h, w] : grids) n += h * w;
-    return n;
-  }
-  ta_token_layout c_layout() const {
-    ta_token_layout l{};
-    l.text_tokens = text;
-    l.num_grids = static_cast<int32_t>(grids.size());
-    for (size_t g = 0; g < grids.size(); ++g) {
-      l.grid_height[g] = grids[g].first;
-      l.grid_width[g] = grids[g].second;
-    }
-    return l;
-  }
-  std::string name() const {
-    std::string s = "t" + std::to_string(text);
-    for (auto [h, w] : grids) s += "_" + std::to_string(h) + "x" + std::to_string(w);
-    return s;
-  }
-};
+using Layout = tatest::TokenLayout;
 
 // One call's shape and window.
 struct Spec {
