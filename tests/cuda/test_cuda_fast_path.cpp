@@ -432,8 +432,8 @@ class CudaFastPathHybrid : public ::testing::TestWithParam<std::tuple<ta_dtype, 
 
 // Text + grid layout, radius 2: the query pass leaves num / den and den, the window kernel
 // finishes the rows. Tolerance as test_cuda_window's for the tensor-core Taylor part: the
-// completion can amplify the plain part's error (5e-2), and the Taylor numerator passes
-// through a 16-bit output once more (8 unit roundoffs).
+// plain fast path's 2e-2 (measured here: 2.5e-3 to 3.5e-3 on the H100 at 933f9a3), and the
+// Taylor numerator passes through a 16-bit output once more (8 unit roundoffs).
 TEST_P(CudaFastPathHybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128) {
   SKIP_WITHOUT_GPU();
   const auto [dtype, shape] = GetParam();
@@ -460,7 +460,7 @@ TEST_P(CudaFastPathHybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128) {
   const std::vector<double> got = call->out_gpu.dense(), cpu = call->out_cpu.dense();
   expect_finite(got);
   const double u = dtype == TA_DTYPE_BF16 ? std::ldexp(1.0, -9) : dtype == TA_DTYPE_F16 ? std::ldexp(1.0, -12) : 0.0;
-  EXPECT_LT(tatest::rel_l2(got, cpu), 5e-2 + 8 * u);
+  EXPECT_LT(tatest::rel_l2(got, cpu), 2e-2 + 8 * u);
   EXPECT_EQ(g.stats.window_active, 1);
   EXPECT_EQ(g.stats.window_exact_pairs, c.stats.window_exact_pairs);
   EXPECT_EQ(g.stats.denom_count, c.stats.denom_count);

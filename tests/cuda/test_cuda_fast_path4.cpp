@@ -517,9 +517,9 @@ TEST(CudaFastPath4Guards, RuntimeFallbacksAndClamp_B2_H1_N200_d128_G4) {
 class CudaFastPath4Hybrid : public ::testing::TestWithParam<ta_dtype> {};
 
 // Text + grid layout, radius 2: the query pass leaves num / den and den, the window kernel
-// finishes the rows. Tolerance as the P = 3 path's hybrid test: the completion can amplify
-// the plain part's error (5e-2), and the Taylor numerator passes through a 16-bit output
-// once more (8 unit roundoffs).
+// finishes the rows. Tolerance as the P = 3 path's hybrid test: the plain fast path's 2e-2
+// (measured here: 2.5e-3 to 3.4e-3 on the H100 at 933f9a3), and the Taylor numerator passes
+// through a 16-bit output once more (8 unit roundoffs).
 TEST_P(CudaFastPath4Hybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128_G4) {
   SKIP_WITHOUT_GPU();
   const ta_dtype dtype = GetParam();
@@ -543,7 +543,7 @@ TEST_P(CudaFastPath4Hybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128_G4) {
   const std::vector<double> got = call->out_gpu.dense(), cpu = call->out_cpu.dense();
   expect_finite(got);
   const double u = dtype == TA_DTYPE_BF16 ? std::ldexp(1.0, -9) : dtype == TA_DTYPE_F16 ? std::ldexp(1.0, -12) : 0.0;
-  EXPECT_LT(tatest::rel_l2(got, cpu), 5e-2 + 8 * u);
+  EXPECT_LT(tatest::rel_l2(got, cpu), 2e-2 + 8 * u);
   EXPECT_EQ(g.stats.window_active, 1);
   EXPECT_EQ(g.stats.window_exact_pairs, c.stats.window_exact_pairs);
   EXPECT_EQ(g.stats.denom_count, c.stats.denom_count);

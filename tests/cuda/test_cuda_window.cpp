@@ -235,12 +235,15 @@ class CudaWindow : public ::testing::TestWithParam<std::tuple<Spec, Path>> {};
 //    E(i) can amplify that by the ratio of the Taylor sum to the hybrid's (up to ~10 on
 //    these small sets): 1e-4.
 //  - Otherwise the plain part carries the bf16 features' error (2e-2 bound for plain
-//    Taylor, ~3e-3 observed), amplified the same way: 5e-2.
+//    Taylor, ~3e-3 observed). The amplification above was budgeted at 2.5x (5e-2) until it
+//    was measured: every hybrid test here and in test_cuda_fast_path*.cpp came out at
+//    2.5e-3 to 3.5e-3 against the CPU engine (H100, 933f9a3), i.e. not amplified on these
+//    sets, so the plain fast path's own bound: 2e-2 (6x the largest seen).
 //  - f16/bf16 outputs: the Taylor numerator passes through the output dtype once more
 //    (the query pass stores num / den there), amplified as above, plus the final
 //    rounding: 8 unit roundoffs.
 double gpu_cpu_tolerance(const Path& p) {
-  const double base = p.force_fp32 ? 1e-4 : 5e-2;
+  const double base = p.force_fp32 ? 1e-4 : 2e-2;
   return base + (p.dtype == TA_DTYPE_F32 ? 0.0 : 8 * unit_roundoff(p.dtype));
 }
 
