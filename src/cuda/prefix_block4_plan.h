@@ -39,15 +39,8 @@
 #include <cstdint>
 
 #include "core/problem.h"
+#include "cuda/host_device.h"
 #include "taylor_attention/taylor_attention.h"
-
-#ifndef TA_HD
-#if defined(__CUDACC__)
-#define TA_HD __host__ __device__
-#else
-#define TA_HD
-#endif
-#endif
 
 namespace ta::cuda {
 

@@ -24,16 +24,9 @@
 #include <cstdint>
 
 #include "core/problem.h"
+#include "cuda/host_device.h"
 #include "cuda/prefix_block4_plan.h"
 #include "taylor_attention/taylor_attention.h"
-
-#ifndef TA_HD
-#if defined(__CUDACC__)
-#define TA_HD __host__ __device__
-#else
-#define TA_HD
-#endif
-#endif
 
 namespace ta::cuda {
 

@@ -13,13 +13,8 @@
 
 #include "core/mask.h"
 #include "core/window.h"
+#include "cuda/host_device.h"
 #include "taylor_attention/taylor_attention.h"
-
-#if defined(__CUDACC__)
-#define TA_HD __host__ __device__
-#else
-#define TA_HD
-#endif
 
 namespace ta::cuda {
 
