@@ -12,7 +12,7 @@ mkdir -p "$out"
 bin="$out/prefix_block"
 ptxas_log="$out/ptxas.log"
 
-if ! nvcc -std=c++17 -O3 -arch=sm_90 -lineinfo -Xptxas -v -o "$bin" "$here/prefix_block.cu" >"$ptxas_log" 2>&1; then
+if ! nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo -Xptxas -v -o "$bin" "$here/prefix_block.cu" >"$ptxas_log" 2>&1; then
   cat "$ptxas_log"
   echo "build failed (log: $ptxas_log)" >&2
   exit 1

@@ -31,6 +31,8 @@
 #include "cuda/kernels/pb_prep.cuh"
 #include "cuda/kernels/pb_probe.cuh"
 #include "cuda/kernels/pb_query_pass.cuh"
+#include "cuda/kernels/pb_wg_key_pass.cuh"
+#include "cuda/kernels/pb_wg_query_pass.cuh"
 #include "cuda/kernels/prep.cuh"
 #include "cuda/kernels/probe.cuh"
 #include "cuda/kernels/quality.cuh"
@@ -85,7 +87,7 @@ int64_t smem_optin(int device) {
 }
 
 PassKernels kernels_for(const Problem& p, const ta_config& c) {
-  return select_pass_kernels(p, c, smem_optin(p.q->device_id));
+  return select_pass_kernels(p, c, smem_optin(p.q->device_id), device_has_wgmma(p.q->device_id));
 }
 
 // Either prefix x block path (no feature table, a bf16 state S_pad, prepared keys), and the
@@ -353,11 +355,12 @@ ta_status run_batch(PassArgs args, int64_t units, const BatchEnv& env) {
 
 // The prefix x block passes for one batch of units (P = 3, 128-wide slices), in one of the
 // shapes of prefix_block_plan.h (KSTAGES-deep key tile ring, SB blocks per query stage,
-// QREG: the query tile's A fragments held in registers).
+// QREG: the query tile's A fragments held in registers; WG: the wgmma kernels instead, whose
+// shape is fixed).
 // The key pass's time includes preparing its inputs. One CTA per
 // 16 blocks of a unit: 37 x units CTAs, which fill a 132-SM GPU from 4 units on (no key
 // split: the state is accumulated in registers and stored once, in bf16).
-template <int KSTAGES, int SB, bool QREG>
+template <int KSTAGES, int SB, bool QREG, bool WG = false>
 ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   cudaStream_t stream = env.stream;
   const Geometry& g = args.g;
@@ -368,9 +371,15 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   pb_prep_keys<<<dim3(static_cast<unsigned>((g.Nk + kPbPrepTokens - 1) / kPbPrepTokens), un),
                  kPbPrepTokens * kPbPrepChunks, 0, stream>>>(args, env.pb_y, vx);
   TA_CUDA_LAUNCHED("key preparation (prefix x block)");
-  constexpr size_t kKeySmem = pb_key_smem(KSTAGES);
-  if (ta_status s = allow_smem(pb_key_pass<KSTAGES>, kKeySmem); s != TA_OK) return s;
-  pb_key_pass<KSTAGES><<<dim3(kPbKeyCtas, un), kPbThreads, kKeySmem, stream>>>(args, env.pb_y, vx, env.pb_state);
+  if constexpr (WG) {
+    constexpr size_t kSmem = pb_wg_smem();
+    if (ta_status s = allow_smem(pb_wg_key_pass, kSmem); s != TA_OK) return s;
+    pb_wg_key_pass<<<dim3(kPbKeyCtas, un), kPbThreads, kSmem, stream>>>(args, env.pb_y, vx, env.pb_state);
+  } else {
+    constexpr size_t kKeySmem = pb_key_smem(KSTAGES);
+    if (ta_status s = allow_smem(pb_key_pass<KSTAGES>, kKeySmem); s != TA_OK) return s;
+    pb_key_pass<KSTAGES><<<dim3(kPbKeyCtas, un), kPbThreads, kKeySmem, stream>>>(args, env.pb_y, vx, env.pb_state);
+  }
   TA_CUDA_LAUNCHED("key pass (prefix x block)");
   TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
 
@@ -383,10 +392,16 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   }
   TA_CUDA_TRY(cudaEventRecord(env.ev[2], stream), "cudaEventRecord");
   if (!*env.probe_failed) {
-    constexpr size_t kQuerySmem = pb_query_smem(SB);
-    if (ta_status s = allow_smem(pb_query_pass<SB, QREG>, kQuerySmem); s != TA_OK) return s;
-    pb_query_pass<SB, QREG><<<dim3(static_cast<unsigned>((g.Nq + kPbQueryRows - 1) / kPbQueryRows), un), kPbThreads,
-                        kQuerySmem, stream>>>(args, env.pb_state);
+    const dim3 grid(static_cast<unsigned>((g.Nq + kPbQueryRows - 1) / kPbQueryRows), un);
+    if constexpr (WG) {
+      constexpr size_t kSmem = pb_wg_smem();
+      if (ta_status s = allow_smem(pb_wg_query_pass, kSmem); s != TA_OK) return s;
+      pb_wg_query_pass<<<grid, kPbThreads, kSmem, stream>>>(args, env.pb_state);
+    } else {
+      constexpr size_t kQuerySmem = pb_query_smem(SB);
+      if (ta_status s = allow_smem(pb_query_pass<SB, QREG>, kQuerySmem); s != TA_OK) return s;
+      pb_query_pass<SB, QREG><<<grid, kPbThreads, kQuerySmem, stream>>>(args, env.pb_state);
+    }
     TA_CUDA_LAUNCHED("query pass (prefix x block)");
   }
   return finish_batch(args, units, env);
@@ -438,6 +453,7 @@ BatchFn select_batch(PassKernels kernels, int nc, int dmax) {
   if (kernels == PassKernels::kPrefixBlockSmall) {
     return &run_batch_pb<kPbSmall.key_stages, kPbSmall.stage_blocks, kPbSmall.q_in_registers>;
   }
+  if (kernels == PassKernels::kPrefixBlockWg) return &run_batch_pb<0, 0, false, true>;
 #define TA_CASE(NC_, D_) \
   if (nc == NC_ && dmax == D_) return &run_batch<NC_, D_>;
   TA_CASE(40, 2) TA_CASE(40, 3) TA_CASE(40, kMaxDegreeSlots)
@@ -728,6 +744,21 @@ bool plan_memory(const Problem& p, const ta_config& c, MemoryPlan* plan, const c
 void set_pass_smem_cap_for_testing(int64_t bytes) { g_smem_cap.store(bytes); }
 
 PassKernels last_pass_kernels() { return t_last_kernels; }
+
+bool device_has_wgmma(int device) {
+#if defined(TA_HAVE_SM90A)
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+#else
+  (void)device;
+  return false;
+#endif
+}
 
 ta_status copy_mask_to_host(const ta_tensor& mask, std::vector<unsigned char>* storage, ta_tensor* host_view) {
   int64_t last = 0;

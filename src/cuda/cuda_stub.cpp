@@ -25,4 +25,6 @@ void set_pass_smem_cap_for_testing(int64_t) {}
 
 PassKernels last_pass_kernels() { return PassKernels::kGeneric; }
 
+bool device_has_wgmma(int) { return false; }
+
 }  // namespace ta::cuda

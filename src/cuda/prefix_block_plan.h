@@ -155,30 +155,52 @@ TA_HD constexpr int pb_smem(PbShape s) {
 static_assert(pb_key_smem(3) == 104448 && pb_query_smem(4) == 121856, "the harness's v2 shapes");
 static_assert(pb_smem(kPbSmall) <= 101376, "the small shape fits 99 KB of opt-in shared memory");
 
+// The wgmma passes (Hopper, sm_90a builds: kernels/pb_wg_*.cuh): 4-stage rings filled two
+// ahead (a buffer is refilled only after the wgmmas that read it retired), 4 blocks per
+// query stage, A fragments reloaded per block. dev/cuda/README.md, v5.
+inline constexpr int kPbWgStages = 4;
+inline constexpr int kPbWgStageBlocks = 4;
+TA_HD constexpr int pb_wg_smem() {
+  return pb_key_smem(kPbWgStages) > (kPbQueryRows + kPbWgStages * 16 * kPbWgStageBlocks) * kPbTileStride * 2
+             ? pb_key_smem(kPbWgStages)
+             : (kPbQueryRows + kPbWgStages * 16 * kPbWgStageBlocks) * kPbTileStride * 2;
+}
+static_assert(pb_wg_smem() == 139264, "136 KiB: above the mma.sync shapes, so a test cap can select those");
+
 // ---- selection ----------------------------------------------------------------------------
 
 // Which key/query kernels a call runs: the generic ones (kernels/key_pass.cuh, query_pass.cuh:
 // any P, any slice dims, and the only ones with force_fp32), the prefix x block kernels for
-// P = 3 (two shapes), or those for P = 4 on 32-wide slices (prefix_block4_plan.h).
-enum class PassKernels : int { kGeneric = 0, kPrefixBlock = 1, kPrefixBlockSmall = 2, kPrefixBlock4 = 3 };
+// P = 3 (two mma.sync shapes and the wgmma one), or those for P = 4 on 32-wide slices
+// (prefix_block4_plan.h).
+enum class PassKernels : int {
+  kGeneric = 0,
+  kPrefixBlock = 1,
+  kPrefixBlockSmall = 2,
+  kPrefixBlock4 = 3,
+  kPrefixBlockWg = 4
+};
 
 inline const char* pass_kernels_name(PassKernels k) {
   switch (k) {
     case PassKernels::kPrefixBlock: return "prefix_block";
     case PassKernels::kPrefixBlockSmall: return "prefix_block_small";
     case PassKernels::kPrefixBlock4: return "prefix_block4";
+    case PassKernels::kPrefixBlockWg: return "prefix_block_wgmma";
     default: return "generic";
   }
 }
 
 // The rules. P = 3: tensor cores allowed (not force_fp32), slices of exactly 128 q/k and
 // 128 value dims (d = 128 or G x 128), and the device's opt-in shared memory per block
-// (cudaDevAttrMaxSharedMemoryPerBlockOptin) holds one of the two shapes; the larger one
-// when it fits. P = 4 on 32-wide slices: pb4_applies (prefix_block4_plan.h). Anything else
-// keeps the generic kernels.
-inline PassKernels select_pass_kernels(const Problem& p, const ta_config& c, int64_t smem_optin) {
+// (cudaDevAttrMaxSharedMemoryPerBlockOptin) holds one of the shapes: the wgmma one when the
+// device has wgmma (compute capability 9.0) and the library was built with sm_90a code,
+// else the larger mma.sync one that fits. P = 4 on 32-wide slices: pb4_applies
+// (prefix_block4_plan.h). Anything else keeps the generic kernels.
+inline PassKernels select_pass_kernels(const Problem& p, const ta_config& c, int64_t smem_optin, bool wgmma = false) {
   if (pb4_applies(p, c, smem_optin)) return PassKernels::kPrefixBlock4;
   if (c.force_fp32 || p.P != 3 || p.ds != kPbDim || p.dvs != kPbValueDim) return PassKernels::kGeneric;
+  if (wgmma && smem_optin >= pb_wg_smem()) return PassKernels::kPrefixBlockWg;
   if (smem_optin >= pb_smem(kPbLarge)) return PassKernels::kPrefixBlock;
   if (smem_optin >= pb_smem(kPbSmall)) return PassKernels::kPrefixBlockSmall;
   return PassKernels::kGeneric;
@@ -215,9 +237,13 @@ inline bool pb_direct_values(const Problem& p) {
 // ---- test seams (defined by the CUDA backend; not part of the ABI) -------------------------
 
 // Caps the opt-in shared memory the selection sees (bytes; < 0 removes the cap), so tests on
-// a large card can run the small shape (101376) or the generic kernels (0). Process-wide.
+// a large card can run the mma.sync shape on a wgmma card (121856), the small shape (101376)
+// or the generic kernels (0). Process-wide.
 void set_pass_smem_cap_for_testing(int64_t bytes);
 // The kernels the calling thread's last CUDA run selected (kGeneric before any run).
 PassKernels last_pass_kernels();
+// Whether the wgmma kernels can run on the device: compute capability 9.0 and a build with
+// sm_90a code (TA_CUDA_ARCHITECTURES holding 90a). What kernels_for passes to the rule.
+bool device_has_wgmma(int device);
 
 }  // namespace ta::cuda

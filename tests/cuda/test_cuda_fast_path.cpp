@@ -125,8 +125,19 @@ TEST(PrefixBlockPlan, SelectionRule) {
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 2, 3), c, kH100), PassKernels::kGeneric);  // slices of 64
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 1, 4), c, kH100), PassKernels::kGeneric);
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 1, 2), c, kH100), PassKernels::kGeneric);
+  // Hopper with sm_90a code: the wgmma kernels when their 136 KiB fit, else as before.
+  const int64_t wg = ta::cuda::pb_wg_smem();
+  EXPECT_EQ(wg, 139264);
+  EXPECT_EQ(select_pass_kernels(full, c, kH100, true), PassKernels::kPrefixBlockWg);
+  EXPECT_EQ(select_pass_kernels(full, c, wg, true), PassKernels::kPrefixBlockWg);
+  EXPECT_EQ(select_pass_kernels(full, c, wg - 1, true), PassKernels::kPrefixBlock);
+  EXPECT_EQ(select_pass_kernels(full, c, kRtx4090, true), PassKernels::kPrefixBlockSmall);
+  EXPECT_EQ(select_pass_kernels(shape_of(256, 256, 2, 3), c, kH100, true), PassKernels::kPrefixBlockWg);
+  EXPECT_EQ(select_pass_kernels(shape_of(128, 64, 1, 3), c, kH100, true), PassKernels::kGeneric);
+  EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 4, 4), c, kH100, true), PassKernels::kPrefixBlock4);
   c.force_fp32 = 1;
   EXPECT_EQ(select_pass_kernels(full, c, kH100), PassKernels::kGeneric);
+  EXPECT_EQ(select_pass_kernels(full, c, kH100, true), PassKernels::kGeneric);
 }
 
 // Batches: within min(1 GiB, the call's reference size), at least one unit, evened out.
@@ -159,18 +170,22 @@ int64_t device_smem_optin() {
   return bytes;
 }
 
-// Which kernel shape a test asks for: the device's own choice, or the one for 99 KB cards
-// (through the test cap; a card with less shared memory still runs what fits).
-enum class Shape { kDevice, kSmall };
-const char* shape_name(Shape s) { return s == Shape::kDevice ? "device" : "small"; }
+// Which kernel shape a test asks for: the device's own choice (wgmma on an H100 / H200 with
+// sm_90a code), the large mma.sync shape (below the wgmma kernels' shared memory), or the
+// one for 99 KB cards (through the test cap; a card with less shared memory still runs what
+// fits).
+enum class Shape { kDevice, kMma, kSmall };
+const char* shape_name(Shape s) { return s == Shape::kDevice ? "device" : s == Shape::kMma ? "mma" : "small"; }
 void PrintTo(Shape s, std::ostream* os) { *os << shape_name(s); }
 constexpr int64_t kSmallCap = 101376;
-int64_t shape_cap(Shape s) { return s == Shape::kSmall ? kSmallCap : -1; }
+int64_t shape_cap(Shape s) {
+  return s == Shape::kSmall ? kSmallCap : s == Shape::kMma ? ta::cuda::pb_smem(ta::cuda::kPbLarge) : -1;
+}
 
 // The kernels the selection should pick for this call under the shape's cap.
 PassKernels expected_kernels(const ta::Problem& p, const ta_config& c, Shape s) {
-  const int64_t optin = device_smem_optin();
-  return ta::cuda::select_pass_kernels(p, c, s == Shape::kSmall ? std::min(optin, kSmallCap) : optin);
+  const int64_t optin = device_smem_optin(), cap = shape_cap(s);
+  return ta::cuda::select_pass_kernels(p, c, cap >= 0 ? std::min(optin, cap) : optin, ta::cuda::device_has_wgmma(0));
 }
 
 ta::Problem problem_of(const Call& c) { return shape_of(c.spec.d, c.spec.dv, c.spec.G, c.spec.P); }
@@ -256,7 +271,7 @@ std::vector<Case> fast_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaFastPath,
                          ::testing::Combine(::testing::ValuesIn(fast_cases()),
-                                            ::testing::Values(Shape::kDevice, Shape::kSmall)),
+                                            ::testing::Values(Shape::kDevice, Shape::kMma, Shape::kSmall)),
                          [](const auto& info) {
                            return case_name(std::get<0>(info.param)) + "_" + shape_name(std::get<1>(info.param));
                          });
@@ -474,7 +489,7 @@ TEST_P(CudaFastPathHybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128) {
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaFastPathHybrid,
                          ::testing::Combine(::testing::Values(TA_DTYPE_BF16, TA_DTYPE_F16, TA_DTYPE_F32),
-                                            ::testing::Values(Shape::kDevice, Shape::kSmall)),
+                                            ::testing::Values(Shape::kDevice, Shape::kMma, Shape::kSmall)),
                          [](const auto& info) {
                            return std::string(ta_dtype_name(std::get<0>(info.param))) + "_" +
                                   shape_name(std::get<1>(info.param));

@@ -1,7 +1,7 @@
 // Device pieces the P = 4 prefix x block kernels share (cuda/prefix_block4_plan.h has the
-// math and the half list): the list in constant memory, the bf16x2 product that forms
-// prefixes and features, and the 5 n-tile mma sweep over one 16-row slab of a 40-column
-// tile. cp.async, ldmatrix and the fragment facts are pb_common.cuh's (its header comment
+// math and the half list): the list in constant memory and the 5 n-tile mma sweep over one
+// 16-row slab of a 40-column tile. cp.async, ldmatrix, the bf16x2 product that forms
+// prefixes and features, and the fragment facts are pb_common.cuh's (its header comment
 // lists the PTX fragment layouts every address formula here relies on).
 #pragma once
 
@@ -14,19 +14,6 @@ namespace ta::cuda {
 __constant__ Pb4HalfList c_pb4_list = pb4_half_list();
 
 constexpr int kPb4NT = kPb4Cols / 8;  // 5 n-tiles of m16n8k16 over the 40 state columns
-
-// Two bf16 products, each rounded to bf16 once (mul.rn.bf16x2; fma.rn.bf16x2 with -0 before
-// sm_90; the _rn form is never contracted into an fma): the prefix x_a x_b of two tokens /
-// rows, or a feature = prefix x coordinate. One instruction per register.
-__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t x, uint32_t y) {
-  __nv_bfloat162 a, b;
-  memcpy(&a, &x, 4);
-  memcpy(&b, &y, 4);
-  const __nv_bfloat162 r = __hmul2_rn(a, b);
-  uint32_t out;
-  memcpy(&out, &r, 4);
-  return out;
-}
 
 // acc[m][n] += a[m] x B_n for the 5 n-tiles of one 16-row slab (rows along k) of a tile at
 // row stride kPb4Stride (40 bf16 = 80 bytes: conflict-free, prefix_block4_plan.h). B from

@@ -65,6 +65,20 @@ __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t v, float s_lo, float s
   return pack_bf16(__uint_as_float(v << 16) * s_lo, __uint_as_float(v & 0xFFFF0000u) * s_hi);
 }
 
+// Two bf16 products, each rounded to bf16 once (mul.rn.bf16x2; fma.rn.bf16x2 with -0 before
+// sm_90; the _rn form is never contracted into an fma): the prefix x_a x_b of two tokens /
+// rows, or a feature = prefix x coordinate. One instruction per register, and the same bits
+// as scale_bf16x2 (the fp32 product of two bf16 values is exact; both round it once).
+__device__ __forceinline__ uint32_t bf16x2_mul(uint32_t x, uint32_t y) {
+  __nv_bfloat162 a, b;
+  memcpy(&a, &x, 4);
+  memcpy(&b, &y, 4);
+  const __nv_bfloat162 r = __hmul2_rn(a, b);
+  uint32_t out;
+  memcpy(&out, &r, 4);
+  return out;
+}
+
 // The fast path's coordinate: the input times its token factor (sqrt|c|, the query side's
 // sign, 1/norm), rounded to bf16 once. The key prep, the query staging and the probe all
 // use it, so the probe sees the query pass's exact inputs.
@@ -83,6 +97,32 @@ __device__ __forceinline__ void pb_load8(const Strided& x, int64_t row_base, int
   }
 #pragma unroll
   for (int i = 0; i < 8; ++i) out[i] = load_f(x.data, row_base + (c0 + i) * x.s3, x.dtype);
+}
+
+// The key passes' epilogue: a warp's two blocks (list positions list0, list0 + 1) from
+// accumulators in the mma C layout, weights folded in, stored as bf16 rows of the unit's
+// S_pad su; z (col 128 of the accumulators) split into z_hi + z_lo (cols 128, 129). Rows of
+// weight 0 (padding) are stored as exact zeros; null blocks are not stored.
+__device__ __forceinline__ void pb_store_state_rows(const float (&acc)[2][kPbNT][4], const uint32_t (&desc)[2], int list0,
+                                                    __nv_bfloat16* su, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    if (pb_kind(desc[m]) == kPbNull) continue;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int i = g + 8 * half;
+      const float w = pb_weight(desc[m], i);
+      uint32_t* row = reinterpret_cast<uint32_t*>(su + static_cast<int64_t>((list0 + m) * 16 + i) * kPbCols);
+#pragma unroll
+      for (int n = 0; n < 16; ++n) {
+        row[4 * n + t] = w == 0.0f ? 0u : pack_bf16(acc[m][n][2 * half] * w, acc[m][n][2 * half + 1] * w);
+      }
+      const float z = acc[m][16][2 * half] * w;
+      const float z_hi = __bfloat162float(__float2bfloat16_rn(z));
+      row[64 + t] = t == 0 && w != 0.0f ? pack_bf16(z_hi, z - z_hi) : 0u;
+    }
+  }
 }
 
 // acc[m][n] += a[m] x B_n for the 17 n-tiles of one 16-row slab of a staged [rows][136] tile

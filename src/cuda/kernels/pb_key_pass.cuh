@@ -143,23 +143,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     }
   }
 
-  // Epilogue: fold the weights in, store bf16 rows, z split into hi + lo (cols 128, 129).
-  __nv_bfloat16* su = state + unit * kPbRows * kPbCols;
-#pragma unroll
-  for (int m = 0; m < 2; ++m) {
-    if (pb_kind(desc[m]) == kPbNull) continue;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int i = g + 8 * half;
-      const float w = pb_weight(desc[m], i);
-      uint32_t* row = reinterpret_cast<uint32_t*>(su + static_cast<int64_t>((list0 + m) * 16 + i) * kPbCols);
-#pragma unroll
-      for (int n = 0; n < 16; ++n) row[4 * n + t] = pack_bf16(acc[m][n][2 * half] * w, acc[m][n][2 * half + 1] * w);
-      const float z = acc[m][16][2 * half] * w;
-      const float z_hi = __bfloat162float(__float2bfloat16_rn(z));
-      row[64 + t] = t == 0 ? pack_bf16(z_hi, z - z_hi) : 0u;
-    }
-  }
+  pb_store_state_rows(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
 }
 
 }  // namespace ta::cuda

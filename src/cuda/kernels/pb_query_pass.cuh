@@ -78,8 +78,9 @@ __device__ __forceinline__ void pb_scale_rows(uint32_t (&a)[2][4], const float (
 // z_hi, z_lo in its cols 0 and 1, with t == 0, shared in the quad): den = z_hi part + z_lo
 // part; plain mode guards it and folds it into the statistics, hybrid mode stores it and
 // divides by its carrier (the window kernel finishes the row), as query_pass_mma does.
-// Rows row0 + mt * 16 + g (+ 8) of the warp's two m16 tiles.
-template <int NT>
+// Rows row0 + mt * MT_ROWS + g (+ 8) of the warp's two m16 tiles (MT_ROWS = 64 for the
+// wgmma pass, whose warps hold rows 16 w.. of two m64 slots).
+template <int NT, int MT_ROWS = 16>
 __device__ __forceinline__ void pb_finish_rows(const PassArgs& a, const float (&acc)[2][NT + 1][4], int64_t unit_local,
                                                int64_t b, int64_t h, int64_t s, int64_t row0, int lane) {
   const int g = lane >> 2, t = lane & 3;
@@ -92,7 +93,7 @@ __device__ __forceinline__ void pb_finish_rows(const PassArgs& a, const float (&
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       float den = __shfl_sync(0xFFFFFFFFu, acc[mt][NT][2 * half] + acc[mt][NT][2 * half + 1], lane & ~3);
-      const int64_t qi = row0 + mt * 16 + g + 8 * half;
+      const int64_t qi = row0 + mt * MT_ROWS + g + 8 * half;
       if (qi >= a.g.Nq) continue;
       if (hybrid) {
         if (t == 0) a.wden[unit_local * a.g.Nq + qi] = den;

@@ -1,0 +1,162 @@
+// Prefix x block key pass on Hopper's warpgroup MMA (sm_90a; PassKernels::kPrefixBlockWg):
+// the same state S_pad as pb_key_pass, the same A fragments (each warp's two 16-row blocks,
+// the y slab by ldmatrix.trans scaled per token by its prefix), but the [v|1] slab is the
+// wgmma B operand in shared memory (kernels/wgmma.cuh), so no B fragments pass through
+// registers, and the MMAs run while the warps build the next A. dev/cuda v5: key pass
+// 11.5 ms against 15.3 ms for the mma.sync kernel at N = 66048, H = 24 (H100).
+//
+// CTA = 2 warpgroups; warp w owns blocks 2w, 2w + 1 of the CTA's 16, so warpgroup G's wgmma
+// for slot m covers blocks 8G + m, 8G + 2 + m, ... (one per warp). Token tiles of 64 in a
+// 4-stage ring filled two tiles ahead: the buffer refilled at tile T was read by tile T - 2's
+// wgmmas, all retired by the wgmma_wait<1> of tile T - 1's second k-step. A is
+// double-buffered across k-steps: the wgmma_wait<1> before building a[kk & 1] retires the
+// group (two k-steps back) that read it. Per k-step and warp: 2 ldmatrix, 8 prefix loads,
+// 8 bf16x2 products, 2 wgmma; no branches (ncu on the first version: 174 instructions per
+// k-step with per-step CONST/null branches and fp32 scaling, issue-bound).
+//
+// CONST and null blocks run the generic code: prefix = the ones column, column block 8 =
+// cols 128..143 of the staged y tile = [1, 0 x 7, the next row's dims 0..7] (the last row's
+// next 8 values open the stage's [v|1] tile): row 0 is the constant feature; rows 1..15
+// have weight 0 and are stored as exact zeros; null blocks are not stored. With every
+// input finite these rows see only finite values.
+#pragma once
+
+#include "cuda/kernels/pb_common.cuh"
+#include "cuda/kernels/wgmma.cuh"
+
+namespace ta::cuda {
+
+__global__ void __launch_bounds__(kPbThreads, 1)
+    pb_wg_key_pass(PassArgs a, const __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ vx,
+                   __nv_bfloat16* __restrict__ state) {
+#if TA_WGMMA_DEVICE
+  constexpr int kST = kPbTileStride, kTile = kPbKeyTile * kST;  // stage = y tile [64][136], then [v|1] (core layout)
+  static_assert(kST == kPbCols && kPbValueDim == 128, "[v|1] rows are 16 column groups of v and the ones group");
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  const int64_t unit = blockIdx.y;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
+  const int64_t n_tokens = a.g.Nk;
+  const __nv_bfloat16* yu = y + unit * n_tokens * kPbDim;
+  // Values: the prepared rows [v | 1 | 0 x 7], or with vx = NULL (pb_direct_values) the
+  // unit's bf16 v slice itself, its "1" column written here (0 for masked keys).
+  const bool direct = vx == nullptr;
+  const __nv_bfloat16* vu = direct ? nullptr : vx + unit * n_tokens * kPbCols;
+  int64_t vb = 0, vh = 0, vs_ = 0;
+  unit_coords(a.g, a.g.unit0 + unit, &vb, &vh, &vs_);
+  const auto* vsrc = static_cast<const __nv_bfloat16*>(a.v.data) + vb * a.v.s0 + vh * a.v.s1 + vs_ * kPbValueDim;
+
+  const int list0 = static_cast<int>(blockIdx.x) * kPbKeyBlocksPerCta + warp * 2;
+  const uint32_t desc[2] = {c_pb_list.d[list0], c_pb_list.d[list0 + 1]};
+  int a_off[2], p_off[2];  // element offsets in a stage: the A slab of k-step 0, the prefix of token 2t
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    const bool generic = pb_kind(desc[m]) >= kPbDeg1;
+    const int bb = generic ? pb_bb(desc[m]) : 8, col = generic ? pb_col(desc[m]) : kPbOnesCol;
+    a_off[m] = ((lane & 7) + (lane >> 4) * 8) * kST + 16 * bb + ((lane >> 3) & 1) * 8;
+    p_off[m] = 2 * t * kST + col;
+  }
+
+  // The y tiles' cols 128..135 = [1, 0 x 7]: cp.async never writes them.
+  for (int e = tid; e < kPbWgStages * kPbKeyTile; e += kPbThreads) {
+    const int s = e / kPbKeyTile, r = e % kPbKeyTile;
+    *reinterpret_cast<uint4*>(smem + 2 * s * kTile + r * kST + kPbOnesCol) = make_uint4(kBf16One, 0u, 0u, 0u);
+  }
+
+  // Every tile, a thread stages the same chunks: y rows rk + 16 i (i < 4) at cols ck..ck+7,
+  // and value column group cv of tokens rv + 16 i (8 lanes = 8 tokens of one group: distinct
+  // banks; a warp reads 64 contiguous bytes of 8 tokens). Padding tokens are zero-filled,
+  // masked keys' values too (direct values; prepared rows are zero already), so neither
+  // adds anything, not even to the CONST row.
+  const int rk = tid >> 4, ck = (tid & 15) * 8, rv = (tid & 7) + 8 * (tid >> 7), cv = (tid >> 3) & 15;
+  const int ks_off = rk * kST + ck, vs_off = kTile + core_offset(rv, cv);
+  const int64_t n_tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
+  auto stage_tile = [&](int64_t tile, int buf) {
+    __nv_bfloat16* base = smem + 2 * buf * kTile;
+    const int64_t tok0 = tile * kPbKeyTile;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t tk = tok0 + rk + 16 * i, tv = tok0 + rv + 16 * i;
+      cp_async16(base + ks_off + i * 16 * kST, yu + (tk < n_tokens ? tk : 0) * kPbDim + ck, tk < n_tokens);
+      __nv_bfloat16* dst = base + vs_off + i * 2 * kPbNT * 64;
+      if (direct) {
+        const bool valid = tv < n_tokens && key_attends(a, vb, tv);
+        cp_async16(dst, vsrc + (valid ? tv * a.v.s2 + cv * 8 : 0), valid);
+      } else {
+        cp_async16(dst, vu + (tv < n_tokens ? tv * kPbCols + cv * 8 : 0), tv < n_tokens);
+      }
+    }
+    // Column group 16 ([1 | 0 x 7], or zeros): one chunk per token.
+    if (tid < kPbKeyTile) {
+      const int64_t tok = tok0 + tid;
+      __nv_bfloat16* dst = base + kTile + core_offset(tid, 16);
+      if (direct) {
+        const bool valid = tok < n_tokens && key_attends(a, vb, tok);
+        *reinterpret_cast<uint4*>(dst) = make_uint4(valid ? kBf16One : 0u, 0u, 0u, 0u);
+      } else {
+        cp_async16(dst, vu + (tok < n_tokens ? tok * kPbCols + kPbValueDim : 0), tok < n_tokens);
+      }
+    }
+  };
+
+  float acc[2][kPbNT][4];
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int n = 0; n < kPbNT; ++n) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
+  float(&acc0)[68] = *reinterpret_cast<float(*)[68]>(&acc[0][0][0]);
+  float(&acc1)[68] = *reinterpret_cast<float(*)[68]>(&acc[1][0][0]);
+
+  if (0 < n_tiles) stage_tile(0, 0);
+  cp_async_commit();
+  if (1 < n_tiles) stage_tile(1, 1);
+  cp_async_commit();
+
+  // No warp skips a wgmma (warps of null blocks compute rows nobody stores): a path around
+  // them makes ptxas serialize every wgmma of the kernel (its warning C7513).
+  uint32_t af[2][2][4];
+  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+    cp_async_wait<1>();  // tile `tile` has landed (tile + 1 may still be in flight)
+    fence_proxy_async();
+    __syncthreads();
+    if (tile + 2 < n_tiles) stage_tile(tile + 2, static_cast<int>((tile + 2) % kPbWgStages));
+    cp_async_commit();
+    const __nv_bfloat16* st = smem + 2 * static_cast<int>(tile % kPbWgStages) * kTile;
+    const uint16_t* sb = reinterpret_cast<const uint16_t*>(st);
+#pragma unroll
+    for (int kk = 0; kk < kPbKeyTile / 16; ++kk) {
+      const int ab = kk & 1;
+      wgmma_wait<1>();
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        // A = y slab transposed (rows = the block's 16 dims, cols = tokens), each pair scaled
+        // by its tokens' prefix: (2t, 2t+1) for registers 0 and 1, (2t+8, 2t+9) for 2 and 3.
+        ldsm_x4_trans(af[ab][m], st + kk * 16 * kST + a_off[m]);
+        const uint16_t* pc = sb + kk * 16 * kST + p_off[m];
+        const uint32_t lo = pair_bf16(pc[0], pc[kST]), hi = pair_bf16(pc[8 * kST], pc[9 * kST]);
+        af[ab][m][0] = bf16x2_mul(af[ab][m][0], lo);
+        af[ab][m][1] = bf16x2_mul(af[ab][m][1], lo);
+        af[ab][m][2] = bf16x2_mul(af[ab][m][2], hi);
+        af[ab][m][3] = bf16x2_mul(af[ab][m][3], hi);
+      }
+      const uint64_t bdesc = core_desc(st + kTile + 2 * kk * kPbNT * 64);
+      wgmma_fence();
+      pin_acc(acc0);
+      pin_acc(acc1);
+      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc, 1);
+      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc, 1);
+      wgmma_commit();
+      pin_acc(acc0);
+      pin_acc(acc1);
+    }
+  }
+  wgmma_wait<0>();
+  pin_acc(acc0);
+  pin_acc(acc1);
+  pb_store_state_rows(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
+#else
+  __trap();  // never selected without sm_90a code (wgmma_built())
+#endif
+}
+
+}  // namespace ta::cuda

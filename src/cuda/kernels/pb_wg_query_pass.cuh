@@ -1,0 +1,127 @@
+// Prefix x block query pass on Hopper's warpgroup MMA (sm_90a; PassKernels::kPrefixBlockWg):
+// pb_query_pass's math, staging of the Q tile and epilogue, with each state block the wgmma
+// B operand in shared memory (kernels/wgmma.cuh). dev/cuda v5: 9.8 ms against 12.8 ms for
+// the mma.sync kernel at N = 66048, H = 24 (H100).
+//
+// 256 queries per CTA; warpgroup G owns rows 128 G .. 128 G + 127 as two m64 slots, warp j
+// of the group rows 64 mt + 16 j + (g, g + 8) of slot mt. The state streams in stages of 4
+// blocks (64 rows, copied into the core-matrix layout) through a 4-stage ring filled two
+// stages ahead, as in the key pass. Per block and warp: A = 2 ldmatrix.x4 of the Q tile at
+// column block bb (no Q fragments held in registers: 184 instead of 255 registers), each
+// row scaled by its prefix as bf16x2 products. CONST runs as column block 8 (Q tile cols
+// 128..143 = [1, 0 x 7, the next row's dims 0..7]) with the ones column as prefix: its state
+// rows 1..15 are exact zeros (pb_store_state_rows), so only column 0 counts. The last
+// stage's empty slots run as null blocks, A = 0 through prefix column 129 (= 0), on stale
+// but finite rows: a branch around their wgmmas would make ptxas serialize all of them.
+#pragma once
+
+#include "cuda/kernels/pb_query_pass.cuh"
+#include "cuda/kernels/pb_wg_key_pass.cuh"
+#include "cuda/kernels/wgmma.cuh"
+
+namespace ta::cuda {
+
+inline constexpr int kPbWgStageRows = 16 * kPbWgStageBlocks;
+static_assert(kPbRows % 8 == 0, "stages hold whole k-groups of 8 rows");
+
+__global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, const __nv_bfloat16* __restrict__ state) {
+#if TA_WGMMA_DEVICE
+  constexpr int kST = kPbTileStride;
+  constexpr int kStages = (kPbBlocks + kPbWgStageBlocks - 1) / kPbWgStageBlocks;  // 147
+  static_assert(kStages * kPbWgStageBlocks <= kPbListLen, "the last stage's empty slots read null list entries");
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [256][136]
+  __nv_bfloat16* ss = qs + kPbQueryRows * kST;                      // [4][64 rows, core layout]
+  const int64_t unit_local = blockIdx.y;
+  const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kPbQueryRows;
+  int64_t b, h, s;
+  unit_coords(a.g, a.g.unit0 + unit_local, &b, &h, &s);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
+  const int wrow = (warp >> 2) * 128 + (warp & 3) * 16;  // the warp's first row in slot 0; slot 1 adds 64
+  const __nv_bfloat16* su = state + unit_local * kPbRows * kPbCols;
+
+  // Chunk e = tid + 256 i of a stage: row (e & 7) + 8 ((e >> 3) / 17), column group
+  // (e >> 3) % 17; offsets (shared | global << 16, in elements) computed once.
+  constexpr int kChunks = (kPbWgStageRows * kPbNT + kPbThreads - 1) / kPbThreads;  // 5
+  uint32_t chunk_off[kChunks];
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i) {
+    const int e = tid + i * kPbThreads, rest = e >> 3, cg = rest % kPbNT, r = (e & 7) | ((rest / kPbNT) << 3);
+    chunk_off[i] = static_cast<uint32_t>(core_offset(r, cg)) | static_cast<uint32_t>(r * kPbCols + cg * 8) << 16;
+  }
+  auto stage_state = [&](int st) {
+    __nv_bfloat16* dst = ss + (st % kPbWgStages) * kPbWgStageRows * kST;
+    const __nv_bfloat16* src = su + static_cast<int64_t>(st) * kPbWgStageRows * kPbCols;
+    const int rows = kPbRows - st * kPbWgStageRows < kPbWgStageRows ? kPbRows - st * kPbWgStageRows : kPbWgStageRows;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      if (tid + i * kPbThreads < rows * kPbNT) cp_async16(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16), true);
+    }
+  };
+  stage_state(0);
+  cp_async_commit();
+  stage_state(1);
+  cp_async_commit();
+  pb_stage_queries(a, unit_local, b, h, s, q0, qs);  // while the first stages are in flight
+
+  float acc[2][kPbNT][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int n = 0; n < kPbNT; ++n) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
+  float(&acc0)[68] = *reinterpret_cast<float(*)[68]>(&acc[0][0][0]);
+  float(&acc1)[68] = *reinterpret_cast<float(*)[68]>(&acc[1][0][0]);
+
+  const uint16_t* qbits = reinterpret_cast<const uint16_t*>(qs);
+  int a_base[2], p_base[2];  // the warp's A rows (ldmatrix lane addresses) and prefix rows g, per slot
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt) {
+    a_base[mt] = (wrow + mt * 64 + (lane & 7) + ((lane >> 3) & 1) * 8) * kST + (lane >> 4) * 8;
+    p_base[mt] = (wrow + mt * 64 + g) * kST;
+  }
+  uint32_t af[2][2][4];
+  for (int st = 0; st < kStages; ++st) {
+    cp_async_wait<1>();  // stage st has landed (and, at st = 0, the Q tile's stores are before the barrier)
+    fence_proxy_async();
+    __syncthreads();
+    if (st + 2 < kStages) stage_state(st + 2);
+    cp_async_commit();
+    const __nv_bfloat16* sbuf = ss + (st % kPbWgStages) * kPbWgStageRows * kST;
+#pragma unroll
+    for (int bi = 0; bi < kPbWgStageBlocks; ++bi) {
+      const int ab = bi & 1;
+      wgmma_wait<1>();
+      const uint32_t d = c_pb_list.d[st * kPbWgStageBlocks + bi];
+      const uint32_t kind = pb_kind(d);
+      const int bb = kind >= kPbDeg1 ? pb_bb(d) : 8;
+      const int col = kind >= kPbDeg1 ? pb_col(d) : (kind == kPbConst ? kPbOnesCol : kPbOnesCol + 1);
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        ldsm_x4(af[ab][mt], qs + a_base[mt] + bb * 16);
+        const uint32_t p0 = qbits[p_base[mt] + col] * 0x10001u, p1 = qbits[p_base[mt] + 8 * kST + col] * 0x10001u;
+        af[ab][mt][0] = bf16x2_mul(af[ab][mt][0], p0);  // row g
+        af[ab][mt][1] = bf16x2_mul(af[ab][mt][1], p1);  // row g + 8
+        af[ab][mt][2] = bf16x2_mul(af[ab][mt][2], p0);
+        af[ab][mt][3] = bf16x2_mul(af[ab][mt][3], p1);
+      }
+      const uint64_t bdesc = core_desc(sbuf + 2 * bi * kPbNT * 64);
+      wgmma_fence();
+      pin_acc(acc0);
+      pin_acc(acc1);
+      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc, 1);
+      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc, 1);
+      wgmma_commit();
+      pin_acc(acc0);
+      pin_acc(acc1);
+    }
+  }
+  wgmma_wait<0>();
+  pin_acc(acc0);
+  pin_acc(acc1);
+  pb_finish_rows<16, 64>(a, acc, unit_local, b, h, s, q0 + wrow, lane);
+#else
+  __trap();  // never selected without sm_90a code (wgmma_built())
+#endif
+}
+
+}  // namespace ta::cuda

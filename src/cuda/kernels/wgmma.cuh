@@ -1,0 +1,92 @@
+// Hopper warpgroup MMA (wgmma, sm_90a only) for the prefix x block passes: the B operand is
+// read by the tensor cores from shared memory through a descriptor, A comes from registers
+// in the mma.sync A layout (each warp of the warpgroup supplies 16 rows), and the MMAs run
+// asynchronously while the warps build the next A. dev/cuda (v4, v5) validated every fact
+// below on the H100 against the mma.sync kernels, bit for bit.
+//
+// B layout: no swizzle, MN-major (the `.trans` B of PTX 9.7.15.5.1), canonical
+// ((T,1,m),(8,k)) : ((1,T,SBO),(1T,LBO)) in 16-byte units: 8x8 core matrices of 8 k rows x 8
+// columns (16 contiguous bytes per k row, 128 bytes per core matrix). Core matrix (k-group
+// kg, column group cg) of a staged [rows][136] tile sits at (kg * 17 + cg) * 128 bytes: SBO
+// (next column group) = 128 bytes, LBO (next k-group) = 17 * 128 = 2,176 bytes. Each 8-lane
+// phase of a cp.async staging loop should cover 8 rows of one column group (distinct banks).
+//
+// Accumulators (m64n136 fp32): warp w of the group holds rows 16 w + g and 16 w + g + 8,
+// register 4 n + {0, 1} / {2, 3} = those rows at cols 8 n + 2 t, + 1: per warp exactly the
+// mma.sync C layout of 17 n-tiles, so a float[17][4] array is the 68 registers in order.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/kernels/pb_common.cuh"
+
+// Only an sm_90a build (TA_CUDA_ARCHITECTURES with 90a) has the instructions; kernels that
+// use them compile to a trap elsewhere and are never selected there (wgmma_built()).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define TA_WGMMA_DEVICE 1
+#else
+#define TA_WGMMA_DEVICE 0
+#endif
+
+namespace ta::cuda {
+
+constexpr uint32_t kCoreSbo = 128, kCoreLbo = kPbNT * 128;
+
+// Element offset of the 8-value chunk (row r, column group cg) in a core-matrix tile.
+__device__ __forceinline__ int core_offset(int r, int cg) { return ((r >> 3) * kPbNT + cg) * 64 + (r & 7) * 8; }
+
+// Descriptor of a core-matrix tile starting at p (16-byte aligned shared memory).
+__device__ __forceinline__ uint64_t core_desc(const void* p) {
+  const uint64_t addr = smem_u32(p);
+  return ((addr & 0x3FFFFull) >> 4) | static_cast<uint64_t>(kCoreLbo >> 4) << 16 |
+         static_cast<uint64_t>(kCoreSbo >> 4) << 32;  // bits 62-63 = 0: no swizzle
+}
+
+#if TA_WGMMA_DEVICE
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Shared memory written by cp.async or plain stores and read next by the tensor cores (the
+// async proxy): each writing thread fences before the barrier that publishes it.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// Keeps the compiler from moving accumulator registers while wgmmas that own them are in
+// flight (the asm below looks synchronous to it).
+__device__ __forceinline__ void pin_acc(float (&d)[68]) {
+#pragma unroll
+  for (int i = 0; i < 68; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// D (64 x 136 fp32) += A (64 x 16 bf16, registers) x B (16 x 136 bf16, MN-major descriptor).
+__device__ __forceinline__ void wgmma_m64n136k16_rs(float (&d)[68], const uint32_t (&a)[4], uint64_t b_desc,
+                                                    int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n136k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,"
+      "%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,"
+      "%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,"
+      "%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67}, "
+      "{%68,%69,%70,%71}, %72, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
+}
+#endif  // TA_WGMMA_DEVICE
+
+// The bf16x2 of two 16-bit values (lo in the low half).
+__device__ __forceinline__ uint32_t pair_bf16(uint16_t lo, uint16_t hi) {
+  return static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
+}
+
+}  // namespace ta::cuda
