@@ -33,6 +33,8 @@
 #include "cuda/kernels/pb_query_pass.cuh"
 #include "cuda/kernels/pb_wg_key_pass.cuh"
 #include "cuda/kernels/pb_wg_query_pass.cuh"
+#include "cuda/kernels/pb4_wg_key_pass.cuh"
+#include "cuda/kernels/pb4_wg_query_pass.cuh"
 #include "cuda/kernels/prep.cuh"
 #include "cuda/kernels/probe.cuh"
 #include "cuda/kernels/quality.cuh"
@@ -93,7 +95,7 @@ PassKernels kernels_for(const Problem& p, const ta_config& c) {
 // Either prefix x block path (no feature table, a bf16 state S_pad, prepared keys), and the
 // P = 4 one, whose sizes differ.
 bool prefix_block(PassKernels k) { return k != PassKernels::kGeneric; }
-bool prefix_block4(PassKernels k) { return k == PassKernels::kPrefixBlock4; }
+bool prefix_block4(PassKernels k) { return k == PassKernels::kPrefixBlock4 || k == PassKernels::kPrefixBlock4Wg; }
 
 struct Layout {
   int64_t ids, weight, S, St, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got;
@@ -410,7 +412,8 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
 // The P = 4 prefix x block passes for one batch of units (32-wide slices; one shape,
 // prefix_block4_plan.h). The key pass's time includes preparing its inputs. 17 key CTAs per
 // unit (32 blocks each, no key split: the state is accumulated in registers and stored once,
-// in bf16); the query pass one CTA per 256 queries of a unit.
+// in bf16); the query pass one CTA per 256 queries of a unit. WG: the wgmma kernels.
+template <bool WG>
 ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
   cudaStream_t stream = env.stream;
   const Geometry& g = args.g;
@@ -419,9 +422,15 @@ ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
   pb4_prep_keys<<<dim3(static_cast<unsigned>(pb4_key_tiles(g.Nk)), un), kPb4PrepThreads, 0, stream>>>(args, env.pb_y,
                                                                                                       env.pb_vx);
   TA_CUDA_LAUNCHED("key preparation (prefix x block, P = 4)");
-  constexpr size_t kKeySmem = pb4_key_smem();
-  if (ta_status s = allow_smem(pb4_key_pass, kKeySmem); s != TA_OK) return s;
-  pb4_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk);
+  if constexpr (WG) {
+    constexpr size_t kKeySmem = pb4_wg_key_smem();
+    if (ta_status s = allow_smem(pb4_wg_key_pass, kKeySmem); s != TA_OK) return s;
+    pb4_wg_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk);
+  } else {
+    constexpr size_t kKeySmem = pb4_key_smem();
+    if (ta_status s = allow_smem(pb4_key_pass, kKeySmem); s != TA_OK) return s;
+    pb4_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk);
+  }
   TA_CUDA_LAUNCHED("key pass (prefix x block, P = 4)");
   TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
 
@@ -434,10 +443,16 @@ ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
   }
   TA_CUDA_TRY(cudaEventRecord(env.ev[2], stream), "cudaEventRecord");
   if (!*env.probe_failed) {
-    constexpr size_t kQuerySmem = pb4_query_smem();
-    if (ta_status s = allow_smem(pb4_query_pass, kQuerySmem); s != TA_OK) return s;
-    pb4_query_pass<<<dim3(static_cast<unsigned>((g.Nq + kPb4QueryRows - 1) / kPb4QueryRows), un), kPb4Threads,
-                     kQuerySmem, stream>>>(args, env.pb_state);
+    const dim3 grid(static_cast<unsigned>((g.Nq + kPb4QueryRows - 1) / kPb4QueryRows), un);
+    if constexpr (WG) {
+      constexpr size_t kQuerySmem = pb4_wg_query_smem();
+      if (ta_status s = allow_smem(pb4_wg_query_pass, kQuerySmem); s != TA_OK) return s;
+      pb4_wg_query_pass<<<grid, kPb4Threads, kQuerySmem, stream>>>(args, env.pb_state);
+    } else {
+      constexpr size_t kQuerySmem = pb4_query_smem();
+      if (ta_status s = allow_smem(pb4_query_pass, kQuerySmem); s != TA_OK) return s;
+      pb4_query_pass<<<grid, kPb4Threads, kQuerySmem, stream>>>(args, env.pb_state);
+    }
     TA_CUDA_LAUNCHED("query pass (prefix x block, P = 4)");
   }
   return finish_batch(args, units, env);
@@ -446,7 +461,8 @@ ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
 // The one place where the kernel set, (state columns, top degree) or the prefix x block
 // shape become compile-time constants.
 BatchFn select_batch(PassKernels kernels, int nc, int dmax) {
-  if (kernels == PassKernels::kPrefixBlock4) return &run_batch_pb4;
+  if (kernels == PassKernels::kPrefixBlock4) return &run_batch_pb4<false>;
+  if (kernels == PassKernels::kPrefixBlock4Wg) return &run_batch_pb4<true>;
   if (kernels == PassKernels::kPrefixBlock) {
     return &run_batch_pb<kPbLarge.key_stages, kPbLarge.stage_blocks, kPbLarge.q_in_registers>;
   }
@@ -638,7 +654,7 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
   env.sms = sms;
   env.pb_y = reinterpret_cast<__nv_bfloat16*>(ws + l.pb_y);
   env.pb_vx = reinterpret_cast<__nv_bfloat16*>(ws + l.pb_vx);
-  env.pb_direct_values = kernels != PassKernels::kPrefixBlock4 && prefix_block(kernels) && pb_direct_values(p);
+  env.pb_direct_values = !prefix_block4(kernels) && prefix_block(kernels) && pb_direct_values(p);
   env.pb_state = reinterpret_cast<__nv_bfloat16*>(ws + l.S);
   env.probe_failed = &probe_failed;
   env.host_stats = &host;

@@ -172,13 +172,14 @@ static_assert(pb_wg_smem() == 139264, "136 KiB: above the mma.sync shapes, so a 
 // Which key/query kernels a call runs: the generic ones (kernels/key_pass.cuh, query_pass.cuh:
 // any P, any slice dims, and the only ones with force_fp32), the prefix x block kernels for
 // P = 3 (two mma.sync shapes and the wgmma one), or those for P = 4 on 32-wide slices
-// (prefix_block4_plan.h).
+// (prefix_block4_plan.h; mma.sync or wgmma).
 enum class PassKernels : int {
   kGeneric = 0,
   kPrefixBlock = 1,
   kPrefixBlockSmall = 2,
   kPrefixBlock4 = 3,
-  kPrefixBlockWg = 4
+  kPrefixBlockWg = 4,
+  kPrefixBlock4Wg = 5
 };
 
 inline const char* pass_kernels_name(PassKernels k) {
@@ -187,6 +188,7 @@ inline const char* pass_kernels_name(PassKernels k) {
     case PassKernels::kPrefixBlockSmall: return "prefix_block_small";
     case PassKernels::kPrefixBlock4: return "prefix_block4";
     case PassKernels::kPrefixBlockWg: return "prefix_block_wgmma";
+    case PassKernels::kPrefixBlock4Wg: return "prefix_block4_wgmma";
     default: return "generic";
   }
 }
@@ -196,9 +198,11 @@ inline const char* pass_kernels_name(PassKernels k) {
 // (cudaDevAttrMaxSharedMemoryPerBlockOptin) holds one of the shapes: the wgmma one when the
 // device has wgmma (compute capability 9.0) and the library was built with sm_90a code,
 // else the larger mma.sync one that fits. P = 4 on 32-wide slices: pb4_applies
-// (prefix_block4_plan.h). Anything else keeps the generic kernels.
+// (prefix_block4_plan.h), with the same wgmma rule. Anything else keeps the generic kernels.
 inline PassKernels select_pass_kernels(const Problem& p, const ta_config& c, int64_t smem_optin, bool wgmma = false) {
-  if (pb4_applies(p, c, smem_optin)) return PassKernels::kPrefixBlock4;
+  if (pb4_applies(p, c, smem_optin)) {
+    return wgmma && smem_optin >= pb4_wg_smem() ? PassKernels::kPrefixBlock4Wg : PassKernels::kPrefixBlock4;
+  }
   if (c.force_fp32 || p.P != 3 || p.ds != kPbDim || p.dvs != kPbValueDim) return PassKernels::kGeneric;
   if (wgmma && smem_optin >= pb_wg_smem()) return PassKernels::kPrefixBlockWg;
   if (smem_optin >= pb_smem(kPbLarge)) return PassKernels::kPrefixBlock;

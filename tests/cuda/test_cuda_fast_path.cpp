@@ -134,7 +134,7 @@ TEST(PrefixBlockPlan, SelectionRule) {
   EXPECT_EQ(select_pass_kernels(full, c, kRtx4090, true), PassKernels::kPrefixBlockSmall);
   EXPECT_EQ(select_pass_kernels(shape_of(256, 256, 2, 3), c, kH100, true), PassKernels::kPrefixBlockWg);
   EXPECT_EQ(select_pass_kernels(shape_of(128, 64, 1, 3), c, kH100, true), PassKernels::kGeneric);
-  EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 4, 4), c, kH100, true), PassKernels::kPrefixBlock4);
+  EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 4, 4), c, kH100, true), PassKernels::kPrefixBlock4Wg);
   c.force_fp32 = 1;
   EXPECT_EQ(select_pass_kernels(full, c, kH100), PassKernels::kGeneric);
   EXPECT_EQ(select_pass_kernels(full, c, kH100, true), PassKernels::kGeneric);

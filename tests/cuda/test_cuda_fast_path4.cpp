@@ -152,9 +152,18 @@ TEST(PrefixBlock4Plan, SelectionRule) {
   // The P = 3 rule is untouched.
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 1, 3), c, kH100), PassKernels::kPrefixBlock);
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 1, 3), c, kRtx4090), PassKernels::kPrefixBlockSmall);
+  // Hopper with sm_90a code: the wgmma kernels when their 76.5 KiB fit.
+  const int64_t wg = ta::cuda::pb4_wg_smem();
+  EXPECT_EQ(wg, 78336);
+  EXPECT_EQ(select_pass_kernels(node, c, kH100, true), PassKernels::kPrefixBlock4Wg);
+  EXPECT_EQ(select_pass_kernels(node, c, wg, true), PassKernels::kPrefixBlock4Wg);
+  EXPECT_EQ(select_pass_kernels(node, c, wg - 1, true), PassKernels::kPrefixBlock4);
+  EXPECT_EQ(select_pass_kernels(node, c, need - 1, true), PassKernels::kGeneric);
   c.force_fp32 = 1;
   EXPECT_EQ(select_pass_kernels(node, c, kH100), PassKernels::kGeneric);
+  EXPECT_EQ(select_pass_kernels(node, c, kH100, true), PassKernels::kGeneric);
   EXPECT_STREQ(ta::cuda::pass_kernels_name(PassKernels::kPrefixBlock4), "prefix_block4");
+  EXPECT_STREQ(ta::cuda::pass_kernels_name(PassKernels::kPrefixBlock4Wg), "prefix_block4_wgmma");
 }
 
 float bf16(double v) { return ta::bf16_to_float(ta::float_to_bf16(static_cast<float>(v))); }
@@ -263,23 +272,33 @@ TEST(PrefixBlock4Plan, EmulatedRoundingWithinTolerance_N257_d32) {
 // accumulation over 10^3 to 10^4 keys.
 constexpr double kDenTol = 1e-2;
 
-void expect_pb4(const Outcome& o) {
-  EXPECT_EQ(o.kernels, PassKernels::kPrefixBlock4) << "ran " << ta::cuda::pass_kernels_name(o.kernels);
+// The P = 4 kernels the device runs: wgmma on an H100 / H200 with sm_90a code, unless a test
+// cap (mma = true: the mma.sync kernels' shared memory) keeps it to mma.sync.
+PassKernels device_pb4(bool mma = false) {
+  return !mma && ta::cuda::device_has_wgmma(0) ? PassKernels::kPrefixBlock4Wg : PassKernels::kPrefixBlock4;
+}
+int64_t pb4_cap(bool mma) { return mma ? ta::cuda::pb4_smem() : -1; }
+const char* pb4_shape(bool mma) { return mma ? "mma" : "device"; }
+
+void expect_pb4(const Outcome& o, bool mma = false) {
+  EXPECT_EQ(o.kernels, device_pb4(mma)) << "ran " << ta::cuda::pass_kernels_name(o.kernels);
 }
 
 // ---- GPU vs CPU engine over shapes, dtypes, views, masks -----------------------------------
 
-class CudaFastPath4 : public ::testing::TestWithParam<Case> {};
+// Both kernel sets on a wgmma card: the device's choice, and mma.sync through the test cap.
+class CudaFastPath4 : public ::testing::TestWithParam<std::tuple<Case, bool>> {};
 
 TEST_P(CudaFastPath4, MatchesCpuEngine) {
   SKIP_WITHOUT_GPU();
-  const Case spec = GetParam();
+  const auto [spec, mma] = GetParam();
   auto call = make_call(spec, 900 + static_cast<uint64_t>(spec.Nq * 3 + spec.Nk + spec.d));
+  SmemCap cap(pb4_cap(mma));
   const Outcome g = run_gpu(*call, call->cfg);
   const Outcome c = run_cpu(*call, call->cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
-  expect_pb4(g);
+  expect_pb4(g, mma);
   const std::vector<double> got = call->out_gpu.dense(), cpu = call->out_cpu.dense();
   expect_finite(got);
   EXPECT_LT(tatest::rel_l2(got, cpu), cpu_tolerance(spec.dtype));
@@ -341,8 +360,10 @@ std::vector<Case> fast_cases() {
   return v;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaFastPath4, ::testing::ValuesIn(fast_cases()),
-                         [](const auto& info) { return case_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaFastPath4, ::testing::Combine(::testing::ValuesIn(fast_cases()), ::testing::Bool()),
+                         [](const auto& info) {
+                           return case_name(std::get<0>(info.param)) + "_" + pb4_shape(std::get<1>(info.param));
+                         });
 
 // ---- accuracy against fp64, and the generic kernels on the same call -----------------------
 
@@ -514,7 +535,7 @@ TEST(CudaFastPath4Guards, RuntimeFallbacksAndClamp_B2_H1_N200_d128_G4) {
 
 // ---- the local-exact hybrid on the fast path --------------------------------------------------
 
-class CudaFastPath4Hybrid : public ::testing::TestWithParam<ta_dtype> {};
+class CudaFastPath4Hybrid : public ::testing::TestWithParam<std::tuple<ta_dtype, bool>> {};
 
 // Text + grid layout, radius 2: the query pass leaves num / den and den, the window kernel
 // finishes the rows. Tolerance as the P = 3 path's hybrid test: the plain fast path's 2e-2
@@ -522,7 +543,8 @@ class CudaFastPath4Hybrid : public ::testing::TestWithParam<ta_dtype> {};
 // through a 16-bit output once more (8 unit roundoffs).
 TEST_P(CudaFastPath4Hybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128_G4) {
   SKIP_WITHOUT_GPU();
-  const ta_dtype dtype = GetParam();
+  const auto [dtype, mma] = GetParam();
+  SmemCap cap(pb4_cap(mma));
   Case s = case4(2, 2, 40 + 12 * 30, 40 + 12 * 30, dtype);
   s.masked = true;
   auto call = make_call(s, 2400 + static_cast<uint64_t>(dtype));
@@ -539,7 +561,7 @@ TEST_P(CudaFastPath4Hybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128_G4) {
   const Outcome c = run_cpu(*call, call->cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
-  expect_pb4(g);
+  expect_pb4(g, mma);
   const std::vector<double> got = call->out_gpu.dense(), cpu = call->out_cpu.dense();
   expect_finite(got);
   const double u = dtype == TA_DTYPE_BF16 ? std::ldexp(1.0, -9) : dtype == TA_DTYPE_F16 ? std::ldexp(1.0, -12) : 0.0;
@@ -555,8 +577,13 @@ TEST_P(CudaFastPath4Hybrid, MatchesCpuEngine_t40_12x30_r2_B2_H2_d128_G4) {
   EXPECT_GT(g.stats.time_window_ms, 0.0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, CudaFastPath4Hybrid, ::testing::Values(TA_DTYPE_BF16, TA_DTYPE_F16, TA_DTYPE_F32),
-                         [](const auto& info) { return std::string(ta_dtype_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaFastPath4Hybrid,
+                         ::testing::Combine(::testing::Values(TA_DTYPE_BF16, TA_DTYPE_F16, TA_DTYPE_F32),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(ta_dtype_name(std::get<0>(info.param))) + "_" +
+                                  pb4_shape(std::get<1>(info.param));
+                         });
 
 // ---- workspace, caller stream, determinism -----------------------------------------------------
 
@@ -593,7 +620,7 @@ TEST(CudaFastPath4Workspace, PlanCallerWorkspaceDeterminism_B1_H2_N4097_d128_G4)
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   ASSERT_EQ(ta_attention_run(&a, &call->cfg, ws, bytes, stream, nullptr), TA_OK) << ta_last_error_message();
-  EXPECT_EQ(ta::cuda::last_pass_kernels(), PassKernels::kPrefixBlock4);
+  EXPECT_EQ(ta::cuda::last_pass_kernels(), device_pb4());
   call->dout->download(call->out_gpu);
   const std::vector<uint8_t> first = call->out_gpu.element_bytes();
   const Outcome again = run_gpu(*call, call->cfg);
@@ -645,7 +672,7 @@ TEST(CudaFastPath4Batches, UnitsInBatches_B1_H24_Nq80_Nk66048_d128_G4) {
   ta_stats st;
   ta_stats_init(&st);
   ASSERT_EQ(ta_attention_run(&a, &cfg, nullptr, 0, nullptr, &st), TA_OK) << ta_last_error_message();
-  EXPECT_EQ(ta::cuda::last_pass_kernels(), PassKernels::kPrefixBlock4);
+  EXPECT_EQ(ta::cuda::last_pass_kernels(), device_pb4());
   EXPECT_EQ(st.denom_count, H * 4 * Nq);
   dout.download(out);
   const std::vector<double> fast = out.dense();

@@ -15,6 +15,31 @@ __constant__ Pb4HalfList c_pb4_list = pb4_half_list();
 
 constexpr int kPb4NT = kPb4Cols / 8;  // 5 n-tiles of m16n8k16 over the 40 state columns
 
+// The key passes' epilogue: a warp's kPb4KeyWarpBlocks blocks (from blk0) from accumulators
+// in the mma C layout (rows g = half 0's row g, rows g + 8 = half 1's), weights folded in,
+// stored as bf16 rows of the unit's S_pad su; z split into hi + lo (cols 32, 33, held by
+// t == 0), cols 34..39 = 0. The list's trailing null block has no state rows.
+__device__ __forceinline__ void pb4_store_state_rows(const float (&acc)[kPb4KeyWarpBlocks][kPb4NT][4],
+                                                     const uint32_t (&desc)[2 * kPb4KeyWarpBlocks], int blk0,
+                                                     __nv_bfloat16* su, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int m = 0; m < kPb4KeyWarpBlocks; ++m) {
+    const int blk = blk0 + m;
+    if (blk >= kPb4Blocks) continue;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const float w = pb4_weight(desc[2 * m + hh], g);
+      uint32_t* row = reinterpret_cast<uint32_t*>(su + static_cast<int64_t>(blk * 16 + 8 * hh + g) * kPb4Cols);
+#pragma unroll
+      for (int n = 0; n < 4; ++n) row[4 * n + t] = pack_bf16(acc[m][n][2 * hh] * w, acc[m][n][2 * hh + 1] * w);
+      const float z = acc[m][4][2 * hh] * w;
+      const float z_hi = __bfloat162float(__float2bfloat16_rn(z));
+      row[16 + t] = t == 0 ? pack_bf16(z_hi, z - z_hi) : 0u;
+    }
+  }
+}
+
 // acc[m][n] += a[m] x B_n for the 5 n-tiles of one 16-row slab (rows along k) of a tile at
 // row stride kPb4Stride (40 bf16 = 80 bytes: conflict-free, prefix_block4_plan.h). B from
 // ldmatrix .trans: for x4 number np, lane l addresses k row (l & 7) + 8 ((l >> 3) & 1) and

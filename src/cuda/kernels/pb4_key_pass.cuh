@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   const int64_t unit = blockIdx.y;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
   const int n_tiles = static_cast<int>(pb4_key_tiles(n_tokens));  // an int: the grid's x dimension bounds it too
   const __nv_bfloat16* yu = y + unit * n_tiles * (2 * kPb4Dim * kPb4KeyTile);
   const __nv_bfloat16* vu = vx + unit * n_tiles * kV;
@@ -151,24 +151,7 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
     }
   }
 
-  // Epilogue: fold the weights in, store bf16 rows (C rows g = half 0's row g, rows g + 8 =
-  // half 1's), z split into hi + lo (cols 32, 33, held by t == 0), cols 34..39 = 0.
-  __nv_bfloat16* su = state + unit * kPb4Rows * kPb4Cols;
-#pragma unroll
-  for (int m = 0; m < kPb4KeyWarpBlocks; ++m) {
-    const int blk = blk0 + m;
-    if (blk >= kPb4Blocks) continue;  // the list's trailing null block has no state rows
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const float w = pb4_weight(desc[2 * m + hh], g);
-      uint32_t* row = reinterpret_cast<uint32_t*>(su + static_cast<int64_t>(blk * 16 + 8 * hh + g) * kPb4Cols);
-#pragma unroll
-      for (int n = 0; n < 4; ++n) row[4 * n + t] = pack_bf16(acc[m][n][2 * hh] * w, acc[m][n][2 * hh + 1] * w);
-      const float z = acc[m][4][2 * hh] * w;
-      const float z_hi = __bfloat162float(__float2bfloat16_rn(z));
-      row[16 + t] = t == 0 ? pack_bf16(z_hi, z - z_hi) : 0u;
-    }
-  }
+  pb4_store_state_rows(acc, desc, blk0, state + unit * kPb4Rows * kPb4Cols, lane);
 }
 
 }  // namespace ta::cuda

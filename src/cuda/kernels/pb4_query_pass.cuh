@@ -30,8 +30,18 @@ namespace ta::cuda {
 
 constexpr int kPb4XpStride = kPb4QueryRows;  // xp row: the 256 queries of the tile
 
+// Position of tile row r in an xp row: a thread's 4 rows, (g, g + 8) of its first m-tile then
+// of its second, are adjacent (one 8-byte load). WG: the wgmma pass's rows (warp 4 G + j
+// holds rows 128 G + 64 mt + 16 j + (g, g + 8)); else warp w holds rows 32 w + 16 mt + ...
+template <bool WG>
+__device__ __forceinline__ int pb4_prefix_position(int r) {
+  if constexpr (WG) return 32 * (4 * (r >> 7) + ((r >> 4) & 3)) + 4 * (r & 7) + 2 * ((r >> 6) & 1) + ((r >> 3) & 1);
+  return (r & ~31) + 4 * (r & 7) + ((r >> 3) & 3);
+}
+
 // Stages queries [q0, q0 + 256) of the unit into qs and xp (see the header); rows beyond
 // Nq are zero (their outputs are not written).
+template <bool WG = false>
 __device__ __forceinline__ void pb4_stage_queries(const PassArgs& a, int64_t unit_local, int64_t b, int64_t h,
                                                   int64_t s, int64_t q0, __nv_bfloat16* qs, __nv_bfloat16* xp) {
   constexpr int kChunks = kPb4Dim / 8 + 1;  // 4 chunks of 8 coordinates, then [1, 0 x 7]
@@ -51,8 +61,8 @@ __device__ __forceinline__ void pb4_stage_queries(const PassArgs& a, int64_t uni
       for (int i = 0; i < 4; ++i) w[i] = pack_bf16(x[2 * i] * f, x[2 * i + 1] * f);
     }
     *reinterpret_cast<uint4*>(qs + r * kPb4Stride + chunk * 8) = make_uint4(w[0], w[1], w[2], w[3]);
-    // The prefix copy: rows r of the tile -> position 32 (r / 32) + 4 (r % 8) + (r % 32) / 8.
-    const int pos = (r & ~31) + 4 * (r & 7) + ((r >> 3) & 3);
+    // The prefix copy: row r of the tile -> pb4_prefix_position.
+    const int pos = pb4_prefix_position<WG>(r);
     uint16_t* xrow = reinterpret_cast<uint16_t*>(xp) + chunk * 8 * kPb4XpStride + pos;
     if (chunk == kChunks - 1) {
       xrow[0] = static_cast<uint16_t>(kBf16One);  // row 32 only: rows 33..39 are never read

@@ -69,7 +69,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   // masked keys' values too (direct values; prepared rows are zero already), so neither
   // adds anything, not even to the CONST row.
   const int rk = tid >> 4, ck = (tid & 15) * 8, rv = (tid & 7) + 8 * (tid >> 7), cv = (tid >> 3) & 15;
-  const int ks_off = rk * kST + ck, vs_off = kTile + core_offset(rv, cv);
+  const int ks_off = rk * kST + ck, vs_off = kTile + core_offset<kPbNT>(rv, cv);
   const int64_t n_tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
   auto stage_tile = [&](int64_t tile, int buf) {
     __nv_bfloat16* base = smem + 2 * buf * kTile;
@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     // Column group 16 ([1 | 0 x 7], or zeros): one chunk per token.
     if (tid < kPbKeyTile) {
       const int64_t tok = tok0 + tid;
-      __nv_bfloat16* dst = base + kTile + core_offset(tid, 16);
+      __nv_bfloat16* dst = base + kTile + core_offset<kPbNT>(tid, 16);
       if (direct) {
         const bool valid = tok < n_tokens && key_attends(a, vb, tok);
         *reinterpret_cast<uint4*>(dst) = make_uint4(valid ? kBf16One : 0u, 0u, 0u, 0u);
@@ -139,12 +139,12 @@ __global__ void __launch_bounds__(kPbThreads, 1)
         af[ab][m][2] = bf16x2_mul(af[ab][m][2], hi);
         af[ab][m][3] = bf16x2_mul(af[ab][m][3], hi);
       }
-      const uint64_t bdesc = core_desc(st + kTile + 2 * kk * kPbNT * 64);
+      const uint64_t bdesc = core_desc<kPbNT>(st + kTile + 2 * kk * kPbNT * 64);
       wgmma_fence();
       pin_acc(acc0);
       pin_acc(acc1);
-      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc, 1);
-      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc, 1);
+      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc);
+      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc);
       wgmma_commit();
       pin_acc(acc0);
       pin_acc(acc1);
@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   pin_acc(acc1);
   pb_store_state_rows(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
 #else
-  __trap();  // never selected without sm_90a code (wgmma_built())
+  __trap();  // never selected without sm_90a code (device_has_wgmma)
 #endif
 }
 

@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
 #pragma unroll
   for (int i = 0; i < kChunks; ++i) {
     const int e = tid + i * kPbThreads, rest = e >> 3, cg = rest % kPbNT, r = (e & 7) | ((rest / kPbNT) << 3);
-    chunk_off[i] = static_cast<uint32_t>(core_offset(r, cg)) | static_cast<uint32_t>(r * kPbCols + cg * 8) << 16;
+    chunk_off[i] = static_cast<uint32_t>(core_offset<kPbNT>(r, cg)) | static_cast<uint32_t>(r * kPbCols + cg * 8) << 16;
   }
   auto stage_state = [&](int st) {
     __nv_bfloat16* dst = ss + (st % kPbWgStages) * kPbWgStageRows * kST;
@@ -104,12 +104,12 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
         af[ab][mt][2] = bf16x2_mul(af[ab][mt][2], p0);
         af[ab][mt][3] = bf16x2_mul(af[ab][mt][3], p1);
       }
-      const uint64_t bdesc = core_desc(sbuf + 2 * bi * kPbNT * 64);
+      const uint64_t bdesc = core_desc<kPbNT>(sbuf + 2 * bi * kPbNT * 64);
       wgmma_fence();
       pin_acc(acc0);
       pin_acc(acc1);
-      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc, 1);
-      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc, 1);
+      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc);
+      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc);
       wgmma_commit();
       pin_acc(acc0);
       pin_acc(acc1);
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
   pin_acc(acc1);
   pb_finish_rows<16, 64>(a, acc, unit_local, b, h, s, q0 + wrow, lane);
 #else
-  __trap();  // never selected without sm_90a code (wgmma_built())
+  __trap();  // never selected without sm_90a code (device_has_wgmma)
 #endif
 }
 

@@ -7,8 +7,8 @@
 // B layout: no swizzle, MN-major (the `.trans` B of PTX 9.7.15.5.1), canonical
 // ((T,1,m),(8,k)) : ((1,T,SBO),(1T,LBO)) in 16-byte units: 8x8 core matrices of 8 k rows x 8
 // columns (16 contiguous bytes per k row, 128 bytes per core matrix). Core matrix (k-group
-// kg, column group cg) of a staged [rows][136] tile sits at (kg * 17 + cg) * 128 bytes: SBO
-// (next column group) = 128 bytes, LBO (next k-group) = 17 * 128 = 2,176 bytes. Each 8-lane
+// kg, column group cg) of a staged [rows][8 CG] tile sits at (kg * CG + cg) * 128 bytes: SBO
+// (next column group) = 128 bytes, LBO (next k-group) = CG * 128 bytes. Each 8-lane
 // phase of a cp.async staging loop should cover 8 rows of one column group (distinct banks).
 //
 // Accumulators (m64n136 fp32): warp w of the group holds rows 16 w + g and 16 w + g + 8,
@@ -21,7 +21,7 @@
 #include "cuda/kernels/pb_common.cuh"
 
 // Only an sm_90a build (TA_CUDA_ARCHITECTURES with 90a) has the instructions; kernels that
-// use them compile to a trap elsewhere and are never selected there (wgmma_built()).
+// use them compile to a trap elsewhere and are never selected there (device_has_wgmma).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define TA_WGMMA_DEVICE 1
 #else
@@ -30,16 +30,20 @@
 
 namespace ta::cuda {
 
-constexpr uint32_t kCoreSbo = 128, kCoreLbo = kPbNT * 128;
+// Element offset of the 8-value chunk (row r, column group cg) in a core-matrix tile of CG
+// column groups (17 for the P = 3 state's 136 columns, 5 for P = 4's 40).
+template <int CG>
+__device__ __forceinline__ int core_offset(int r, int cg) {
+  return ((r >> 3) * CG + cg) * 64 + (r & 7) * 8;
+}
 
-// Element offset of the 8-value chunk (row r, column group cg) in a core-matrix tile.
-__device__ __forceinline__ int core_offset(int r, int cg) { return ((r >> 3) * kPbNT + cg) * 64 + (r & 7) * 8; }
-
-// Descriptor of a core-matrix tile starting at p (16-byte aligned shared memory).
+// Descriptor of a core-matrix tile of CG column groups starting at p (16-byte aligned shared
+// memory): SBO = 128 bytes (next column group), LBO = CG x 128 bytes (next 8 rows of k).
+template <int CG>
 __device__ __forceinline__ uint64_t core_desc(const void* p) {
+  constexpr uint64_t kLbo = CG * 128, kSbo = 128;
   const uint64_t addr = smem_u32(p);
-  return ((addr & 0x3FFFFull) >> 4) | static_cast<uint64_t>(kCoreLbo >> 4) << 16 |
-         static_cast<uint64_t>(kCoreSbo >> 4) << 32;  // bits 62-63 = 0: no swizzle
+  return ((addr & 0x3FFFFull) >> 4) | (kLbo >> 4) << 16 | (kSbo >> 4) << 32;  // bits 62-63 = 0: no swizzle
 }
 
 #if TA_WGMMA_DEVICE
@@ -55,14 +59,16 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 
 // Keeps the compiler from moving accumulator registers while wgmmas that own them are in
 // flight (the asm below looks synchronous to it).
-__device__ __forceinline__ void pin_acc(float (&d)[68]) {
+template <int N>
+__device__ __forceinline__ void pin_acc(float (&d)[N]) {
 #pragma unroll
-  for (int i = 0; i < 68; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-// D (64 x 136 fp32) += A (64 x 16 bf16, registers) x B (16 x 136 bf16, MN-major descriptor).
-__device__ __forceinline__ void wgmma_m64n136k16_rs(float (&d)[68], const uint32_t (&a)[4], uint64_t b_desc,
-                                                    int accumulate) {
+// D (64 x N fp32) += A (64 x 16 bf16, registers) x B (16 x N bf16, MN-major descriptor); N =
+// 136 for P = 3 (128 values, z_hi, z_lo, 6 zeros), 40 for P = 4 on 32-wide slices. Always
+// accumulates (scale-d = 1): the kernels zero their accumulators first.
+__device__ __forceinline__ void wgmma_m64n136k16_rs(float (&d)[68], const uint32_t (&a)[4], uint64_t b_desc) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n136k16.f32.bf16.bf16 "
@@ -80,7 +86,20 @@ __device__ __forceinline__ void wgmma_m64n136k16_rs(float (&d)[68], const uint32
         "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
         "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_m64n40k16_rs(float (&d)[20], const uint32_t (&a)[4], uint64_t b_desc) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %25, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n40k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,"
+      "%17,%18,%19}, "
+      "{%20,%21,%22,%23}, %24, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1));
 }
 #endif  // TA_WGMMA_DEVICE
 
