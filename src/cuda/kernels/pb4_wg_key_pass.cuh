@@ -37,6 +37,9 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
   uint32_t desc[2 * kPb4KeyWarpBlocks];
 #pragma unroll
   for (int h = 0; h < 2 * kPb4KeyWarpBlocks; ++h) desc[h] = c_pb4_list.d[2 * blk0 + h];
+  uint32_t fresh = 1u;  // bit h: half h's prefix pair differs from half h - 1's (pb4_key_pass)
+#pragma unroll
+  for (int h = 1; h < 2 * kPb4KeyWarpBlocks; ++h) fresh |= (pb4_pair(desc[h]) != pb4_pair(desc[h - 1]) ? 1u : 0u) << h;
   int a_off[kPb4KeyWarpBlocks];
 #pragma unroll
   for (int m = 0; m < kPb4KeyWarpBlocks; ++m) {
@@ -98,6 +101,7 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
       const int ab = kk & 1;
       wgmma_wait<1>();
       const __nv_bfloat16* ypk = yps + kk * 16 + 4 * t;
+      uint2 pre = make_uint2(0u, 0u);
 #pragma unroll
       for (int m = 0; m < kPb4KeyWarpBlocks; ++m) {
         ldsm_x4(af[ab][m], yts + a_off[m] + kk * 16);
@@ -105,9 +109,15 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
           const int h = 2 * m + hh;
-          const uint2 ya = *reinterpret_cast<const uint2*>(ypk + pb4_col_a(desc[h]) * kPb4KeyTile);
-          const uint2 yb = *reinterpret_cast<const uint2*>(ypk + pb4_col_b(desc[h]) * kPb4KeyTile);
-          p[hh] = make_uint2(bf16x2_mul(ya.x, yb.x), bf16x2_mul(ya.y, yb.y));
+          const bool fr = (fresh >> h) & 1u;
+          uint2 ya = make_uint2(0u, 0u), yb = make_uint2(0u, 0u);
+          if (fr) {
+            ya = *reinterpret_cast<const uint2*>(ypk + pb4_col_a(desc[h]) * kPb4KeyTile);
+            yb = *reinterpret_cast<const uint2*>(ypk + pb4_col_b(desc[h]) * kPb4KeyTile);
+          }
+          const uint2 cand = make_uint2(bf16x2_mul(ya.x, yb.x), bf16x2_mul(ya.y, yb.y));
+          pre = fr ? cand : pre;
+          p[hh] = pre;
         }
         af[ab][m][0] = bf16x2_mul(af[ab][m][0], p[0].x);  // half 0, tokens 2t, 2t+1
         af[ab][m][1] = bf16x2_mul(af[ab][m][1], p[1].x);  // half 1, tokens 2t, 2t+1
