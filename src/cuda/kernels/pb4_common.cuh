@@ -15,6 +15,18 @@ __constant__ Pb4HalfList c_pb4_list = pb4_half_list();
 
 constexpr int kPb4NT = kPb4Cols / 8;  // 5 n-tiles of m16n8k16 over the 40 state columns
 
+// yP row offsets of each of a warp's halves' prefix pair (a | b << 16, in elements), decoded
+// once per warp rather than per k-step (ncu on the wgmma key pass: per-step decoding of the
+// list entries was a large share of its instructions).
+__device__ __forceinline__ void pb4_prefix_offsets(const uint32_t (&desc)[2 * kPb4KeyWarpBlocks],
+                                                   uint32_t (&p_off)[2 * kPb4KeyWarpBlocks]) {
+#pragma unroll
+  for (int h = 0; h < 2 * kPb4KeyWarpBlocks; ++h) {
+    p_off[h] = static_cast<uint32_t>(pb4_col_a(desc[h]) * kPb4KeyTile) |
+               static_cast<uint32_t>(pb4_col_b(desc[h]) * kPb4KeyTile) << 16;
+  }
+}
+
 // The key passes' epilogue: a warp's kPb4KeyWarpBlocks blocks (from blk0) from accumulators
 // in the mma C layout (rows g = half 0's row g, rows g + 8 = half 1's), weights folded in,
 // stored as bf16 rows of the unit's S_pad su; z split into hi + lo (cols 32, 33, held by

@@ -52,6 +52,8 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
   uint32_t fresh = 1u;
 #pragma unroll
   for (int h = 1; h < 2 * kPb4KeyWarpBlocks; ++h) fresh |= (pb4_pair(desc[h]) != pb4_pair(desc[h - 1]) ? 1u : 0u) << h;
+  uint32_t p_off[2 * kPb4KeyWarpBlocks];
+  pb4_prefix_offsets(desc, p_off);
   // This lane's yT element offset per block (see the header): row 8 cb + (lane & 7) of half
   // (lane >> 3) & 1, token column 8 (lane >> 4); the k-step adds 16 kk.
   int a_off[kPb4KeyWarpBlocks];
@@ -131,8 +133,8 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
         for (int hh = 0; hh < 2; ++hh) {
           const int h = 2 * m + hh;
           if ((fresh >> h) & 1u) {
-            const uint2 ya = *reinterpret_cast<const uint2*>(ypk + pb4_col_a(desc[h]) * kPb4KeyTile);
-            const uint2 yb = *reinterpret_cast<const uint2*>(ypk + pb4_col_b(desc[h]) * kPb4KeyTile);
+            const uint2 ya = *reinterpret_cast<const uint2*>(ypk + (p_off[h] & 0xFFFFu));
+            const uint2 yb = *reinterpret_cast<const uint2*>(ypk + (p_off[h] >> 16));
             pre = make_uint2(bf16x2_mul(ya.x, yb.x), bf16x2_mul(ya.y, yb.y));
           }
           p[hh] = pre;

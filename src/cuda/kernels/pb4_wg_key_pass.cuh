@@ -7,8 +7,9 @@
 // Warpgroup G's wgmma for slot m (0..3) covers block m of each of its 4 warps: 4 x m64n40k16
 // per k-step. Token tiles in a 4-stage ring filled two ahead (the P = 3 scheme: a refilled
 // buffer's wgmmas retired at the previous tile's second k-step); A double-buffered across
-// k-steps (32 registers). Every half computes its prefix (pb4_key_pass skips repeats of the
-// previous half's pair: that branch makes ptxas serialize the wgmmas, C7513). The prep's V rows [64][40] are scattered into the core-matrix
+// k-steps (32 registers). A half whose prefix pair repeats the previous half's reuses it, as in
+// pb4_key_pass, but through predicated loads and a select: a branch there makes ptxas
+// serialize the wgmmas (C7513). The prep's V rows [64][40] are scattered into the core-matrix
 // layout by the cp.async addresses (8 tokens x 5 groups per 128-byte core matrix row).
 #pragma once
 
@@ -40,6 +41,8 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
   uint32_t fresh = 1u;  // bit h: half h's prefix pair differs from half h - 1's (pb4_key_pass)
 #pragma unroll
   for (int h = 1; h < 2 * kPb4KeyWarpBlocks; ++h) fresh |= (pb4_pair(desc[h]) != pb4_pair(desc[h - 1]) ? 1u : 0u) << h;
+  uint32_t p_off[2 * kPb4KeyWarpBlocks];
+  pb4_prefix_offsets(desc, p_off);
   int a_off[kPb4KeyWarpBlocks];
 #pragma unroll
   for (int m = 0; m < kPb4KeyWarpBlocks; ++m) {
@@ -110,10 +113,10 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
         for (int hh = 0; hh < 2; ++hh) {
           const int h = 2 * m + hh;
           const bool fr = (fresh >> h) & 1u;
-          uint2 ya = make_uint2(0u, 0u), yb = make_uint2(0u, 0u);
-          if (fr) {
-            ya = *reinterpret_cast<const uint2*>(ypk + pb4_col_a(desc[h]) * kPb4KeyTile);
-            yb = *reinterpret_cast<const uint2*>(ypk + pb4_col_b(desc[h]) * kPb4KeyTile);
+          uint2 ya = make_uint2(0u, 0u), yb = ya;
+          if (fr) {  // predicated loads; without them the product is discarded below
+            ya = *reinterpret_cast<const uint2*>(ypk + (p_off[h] & 0xFFFFu));
+            yb = *reinterpret_cast<const uint2*>(ypk + (p_off[h] >> 16));
           }
           const uint2 cand = make_uint2(bf16x2_mul(ya.x, yb.x), bf16x2_mul(ya.y, yb.y));
           pre = fr ? cand : pre;
