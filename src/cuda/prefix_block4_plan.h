@@ -194,15 +194,17 @@ static_assert(pb4_key_stage_bytes() % 16 == 0, "ring stages start 16-byte aligne
 static_assert(pb4_key_smem() == 45312 && pb4_query_smem() == 68096, "the shapes documented in kernels/pb4_*.cuh");
 static_assert(pb4_smem() <= 101376, "one shape for every card: fits 99 KB of opt-in shared memory");
 
-// The wgmma passes (Hopper, sm_90a builds: kernels/pb4_wg_*.cuh): 4-stage rings filled two
-// ahead, so a buffer is refilled only after the wgmmas that read it retired.
+// The wgmma query pass (Hopper, sm_90a builds: kernels/pb4_wg_query_pass.cuh; the key pass
+// stays mma.sync): a 4-stage state ring filled two ahead, so a buffer is refilled only after
+// the wgmmas that read it retired.
 inline constexpr int kPb4WgStages = 4;
-TA_HD constexpr int pb4_wg_key_smem() { return kPb4WgStages * pb4_key_stage_bytes(); }
 TA_HD constexpr int pb4_wg_query_smem() {
   return (kPb4QueryRows * kPb4Stride + 33 * kPb4QueryRows + kPb4WgStages * 16 * kPb4StageBlocks * kPb4Stride) * 2;
 }
-TA_HD constexpr int pb4_wg_smem() { return pb4_wg_key_smem() > pb4_wg_query_smem() ? pb4_wg_key_smem() : pb4_wg_query_smem(); }
-static_assert(pb4_wg_key_smem() == 60416 && pb4_wg_query_smem() == 78336, "the shapes of kernels/pb4_wg_*.cuh");
+TA_HD constexpr int pb4_wg_smem() {
+  return pb4_key_smem() > pb4_wg_query_smem() ? pb4_key_smem() : pb4_wg_query_smem();
+}
+static_assert(pb4_wg_query_smem() == 78336, "the shape of kernels/pb4_wg_query_pass.cuh");
 
 // The rule: tensor cores allowed (not force_fp32), P = 4, slices of exactly 32 q/k and 32
 // value dims (d = 32 G, dv = 32 G), and the device's opt-in shared memory per block holds

@@ -360,7 +360,8 @@ std::vector<Case> fast_cases() {
   return v;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaFastPath4, ::testing::Combine(::testing::ValuesIn(fast_cases()), ::testing::Bool()),
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaFastPath4,
+                         ::testing::Combine(::testing::ValuesIn(fast_cases()), ::testing::Bool()),
                          [](const auto& info) {
                            return case_name(std::get<0>(info.param)) + "_" + pb4_shape(std::get<1>(info.param));
                          });

@@ -16,8 +16,8 @@ __constant__ Pb4HalfList c_pb4_list = pb4_half_list();
 constexpr int kPb4NT = kPb4Cols / 8;  // 5 n-tiles of m16n8k16 over the 40 state columns
 
 // yP row offsets of each of a warp's halves' prefix pair (a | b << 16, in elements), decoded
-// once per warp rather than per k-step (ncu on the wgmma key pass: per-step decoding of the
-// list entries was a large share of its instructions).
+// once per warp rather than per k-step (ncu on a wgmma version of the key pass: per-step
+// decoding of the list entries was a large share of its instructions).
 __device__ __forceinline__ void pb4_prefix_offsets(const uint32_t (&desc)[2 * kPb4KeyWarpBlocks],
                                                    uint32_t (&p_off)[2 * kPb4KeyWarpBlocks]) {
 #pragma unroll

@@ -1,6 +1,9 @@
 // P = 4 prefix x block query pass on Hopper's warpgroup MMA (sm_90a; PassKernels::
-// kPrefixBlock4Wg): pb4_query_pass's Q tile, prefix copy, A fragments and epilogue, with
-// each state block the wgmma B operand in shared memory (kernels/wgmma.cuh, 5 column groups).
+// kPrefixBlock4Wg, with pb4_key_pass): pb4_query_pass's Q tile, prefix copy, A fragments and
+// epilogue, with each state block the wgmma B operand in shared memory (kernels/wgmma.cuh, 5
+// column groups). 14.2 against 18.3 ms for the mma.sync pass at N = 66048, H = 24 (H100).
+// Every half computes its prefix: skipping a repeated pair by a branch (as pb4_query_pass
+// does) makes ptxas serialize the wgmmas (its warning C7513).
 //
 // 256 queries per CTA, two CTAs per SM; warpgroup G owns rows 128 G .. 128 G + 127 as two
 // m64 slots, warp j of the group rows 64 mt + 16 j + (g, g + 8) of slot mt (the prefix copy
@@ -18,7 +21,8 @@
 
 namespace ta::cuda {
 
-__global__ void __launch_bounds__(kPb4Threads, 2) pb4_wg_query_pass(PassArgs a, const __nv_bfloat16* __restrict__ state) {
+__global__ void __launch_bounds__(kPb4Threads, 2)
+    pb4_wg_query_pass(PassArgs a, const __nv_bfloat16* __restrict__ state) {
 #if TA_WGMMA_DEVICE
   constexpr int kCg = kPb4Cols / 8, kStageRows = 16 * kPb4StageBlocks;
   constexpr int kStages = (kPb4Blocks + kPb4StageBlocks - 1) / kPb4StageBlocks;  // 68
@@ -57,7 +61,8 @@ __global__ void __launch_bounds__(kPb4Threads, 2) pb4_wg_query_pass(PassArgs a, 
       const int r = chunk_row[i];
       if (r < 0) continue;
       const bool valid = row0 + r < kPb4Rows;
-      cp_async16(dst + core_offset<kCg>(r, chunk_cg[i]), su + (valid ? (row0 + r) * kPb4Cols + chunk_cg[i] * 8 : 0), valid);
+      const int64_t src = valid ? (row0 + r) * kPb4Cols + chunk_cg[i] * 8 : 0;
+      cp_async16(dst + core_offset<kCg>(r, chunk_cg[i]), su + src, valid);
     }
   };
   stage_state(0);

@@ -103,8 +103,8 @@ __device__ __forceinline__ void pb_load8(const Strided& x, int64_t row_base, int
 // accumulators in the mma C layout, weights folded in, stored as bf16 rows of the unit's
 // S_pad su; z (col 128 of the accumulators) split into z_hi + z_lo (cols 128, 129). Rows of
 // weight 0 (padding) are stored as exact zeros; null blocks are not stored.
-__device__ __forceinline__ void pb_store_state_rows(const float (&acc)[2][kPbNT][4], const uint32_t (&desc)[2], int list0,
-                                                    __nv_bfloat16* su, int lane) {
+__device__ __forceinline__ void pb_store_state_rows(const float (&acc)[2][kPbNT][4], const uint32_t (&desc)[2],
+                                                    int list0, __nv_bfloat16* su, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int m = 0; m < 2; ++m) {

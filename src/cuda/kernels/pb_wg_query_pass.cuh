@@ -55,7 +55,9 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
     const int rows = kPbRows - st * kPbWgStageRows < kPbWgStageRows ? kPbRows - st * kPbWgStageRows : kPbWgStageRows;
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
-      if (tid + i * kPbThreads < rows * kPbNT) cp_async16(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16), true);
+      if (tid + i * kPbThreads < rows * kPbNT) {
+        cp_async16(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16), true);
+      }
     }
   };
   stage_state(0);
