@@ -1372,8 +1372,8 @@ int main(int argc, char** argv) {
   CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
   std::printf("device: %s (sm_%d%d, %d SMs), driver %d, runtime %d\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, driver, runtime);
-  if (prop.major < 9) {
-    std::fprintf(stderr, "built for sm_90; device is sm_%d%d\n", prop.major, prop.minor);
+  if (prop.major != 9 || prop.minor != 0) {  // sm_90a code (wgmma, v4 and v5) runs on sm_90 only
+    std::fprintf(stderr, "built for sm_90a (H100 / H200); device is sm_%d%d\n", prop.major, prop.minor);
     return 2;
   }
 

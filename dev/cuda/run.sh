@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the prefix x block ladder (sm_90, -lineinfo, ptxas -v into a log) and runs it at the
+# Builds the prefix x block ladder (sm_90a, -lineinfo, ptxas -v into a log) and runs it at the
 # Flux sizes N = 4608, 16896, 66048 (1024^2, 2048^2, 4096^2) with H = 24, printing the ptxas
 # register/spill summary and one table. Every version is validated before it is timed; exits
 # non-zero if the build or any validation fails. Extra arguments go to the harness
