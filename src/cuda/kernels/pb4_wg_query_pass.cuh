@@ -76,8 +76,6 @@ __global__ void __launch_bounds__(kPb4Threads, 2)
   for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
     for (int n = 0; n < kPb4NT; ++n) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
-  float(&acc0)[20] = *reinterpret_cast<float(*)[20]>(&acc[0][0][0]);
-  float(&acc1)[20] = *reinterpret_cast<float(*)[20]>(&acc[1][0][0]);
 
   const __nv_bfloat16* qlane = qs + (wrow + (lane & 7) + ((lane >> 3) & 1) * 8) * kPb4Stride;
   const bool upper = (lane >> 4) != 0;  // matrices 2 / 3: half 1's coordinate block
@@ -117,19 +115,10 @@ __global__ void __launch_bounds__(kPb4Threads, 2)
         af[ab][mt][3] = bf16x2_mul(af[ab][mt][3], __byte_perm(p1, 0u, 0x3232));
       }
       const uint64_t bdesc = core_desc<kCg>(sbuf + 2 * bi * kCg * 64);
-      wgmma_fence();
-      pin_acc(acc0);
-      pin_acc(acc1);
-      wgmma_m64n40k16_rs(acc0, af[ab][0], bdesc);
-      wgmma_m64n40k16_rs(acc1, af[ab][1], bdesc);
-      wgmma_commit();
-      pin_acc(acc0);
-      pin_acc(acc1);
+      wgmma_step(acc, af[ab], bdesc);
     }
   }
-  wgmma_wait<0>();
-  pin_acc(acc0);
-  pin_acc(acc1);
+  wgmma_drain(acc);
   pb_finish_rows<4, 64>(a, acc, unit_local, b, h, s, q0 + wrow, lane);
 #else
   __trap();  // never selected without sm_90a code (device_has_wgmma)

@@ -104,8 +104,6 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   for (int m = 0; m < 2; ++m)
 #pragma unroll
     for (int n = 0; n < kPbNT; ++n) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
-  float(&acc0)[68] = *reinterpret_cast<float(*)[68]>(&acc[0][0][0]);
-  float(&acc1)[68] = *reinterpret_cast<float(*)[68]>(&acc[1][0][0]);
 
   if (0 < n_tiles) stage_tile(0, 0);
   cp_async_commit();
@@ -140,19 +138,10 @@ __global__ void __launch_bounds__(kPbThreads, 1)
         af[ab][m][3] = bf16x2_mul(af[ab][m][3], hi);
       }
       const uint64_t bdesc = core_desc<kPbNT>(st + kTile + 2 * kk * kPbNT * 64);
-      wgmma_fence();
-      pin_acc(acc0);
-      pin_acc(acc1);
-      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc);
-      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc);
-      wgmma_commit();
-      pin_acc(acc0);
-      pin_acc(acc1);
+      wgmma_step(acc, af[ab], bdesc);
     }
   }
-  wgmma_wait<0>();
-  pin_acc(acc0);
-  pin_acc(acc1);
+  wgmma_drain(acc);
   pb_store_state_rows(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
 #else
   __trap();  // never selected without sm_90a code (device_has_wgmma)

@@ -71,8 +71,6 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
   for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
     for (int n = 0; n < kPbNT; ++n) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
-  float(&acc0)[68] = *reinterpret_cast<float(*)[68]>(&acc[0][0][0]);
-  float(&acc1)[68] = *reinterpret_cast<float(*)[68]>(&acc[1][0][0]);
 
   const uint16_t* qbits = reinterpret_cast<const uint16_t*>(qs);
   int a_base[2], p_base[2];  // the warp's A rows (ldmatrix lane addresses) and prefix rows g, per slot
@@ -107,19 +105,10 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
         af[ab][mt][3] = bf16x2_mul(af[ab][mt][3], p1);
       }
       const uint64_t bdesc = core_desc<kPbNT>(sbuf + 2 * bi * kPbNT * 64);
-      wgmma_fence();
-      pin_acc(acc0);
-      pin_acc(acc1);
-      wgmma_m64n136k16_rs(acc0, af[ab][0], bdesc);
-      wgmma_m64n136k16_rs(acc1, af[ab][1], bdesc);
-      wgmma_commit();
-      pin_acc(acc0);
-      pin_acc(acc1);
+      wgmma_step(acc, af[ab], bdesc);
     }
   }
-  wgmma_wait<0>();
-  pin_acc(acc0);
-  pin_acc(acc1);
+  wgmma_drain(acc);
   pb_finish_rows<16, 64>(a, acc, unit_local, b, h, s, q0 + wrow, lane);
 #else
   __trap();  // never selected without sm_90a code (device_has_wgmma)

@@ -101,6 +101,37 @@ __device__ __forceinline__ void wgmma_m64n40k16_rs(float (&d)[20], const uint32_
         "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1));
 }
+
+// One warpgroup step: the wgmmas of NS slots (accumulators acc[s] in the mma C layout of NT
+// n-tiles, A fragments a[s]) against one B tile, issued as one commit group. The caller
+// waits (wgmma_wait) before it rewrites a[] or reads acc[].
+template <int NS, int NT>
+__device__ __forceinline__ void wgmma_step(float (&acc)[NS][NT][4], const uint32_t (&a)[NS][4], uint64_t b_desc) {
+  static_assert(NT == 17 || NT == 5, "m64n136k16 (P = 3) or m64n40k16 (P = 4)");
+  wgmma_fence();
+#pragma unroll
+  for (int s = 0; s < NS; ++s) pin_acc(*reinterpret_cast<float(*)[4 * NT]>(&acc[s][0][0]));
+#pragma unroll
+  for (int s = 0; s < NS; ++s) {
+    auto& d = *reinterpret_cast<float(*)[4 * NT]>(&acc[s][0][0]);
+    if constexpr (NT == 17) {
+      wgmma_m64n136k16_rs(d, a[s], b_desc);
+    } else {
+      wgmma_m64n40k16_rs(d, a[s], b_desc);
+    }
+  }
+  wgmma_commit();
+#pragma unroll
+  for (int s = 0; s < NS; ++s) pin_acc(*reinterpret_cast<float(*)[4 * NT]>(&acc[s][0][0]));
+}
+
+// Waits for every wgmma in flight; then acc may be read.
+template <int NS, int NT>
+__device__ __forceinline__ void wgmma_drain(float (&acc)[NS][NT][4]) {
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < NS; ++s) pin_acc(*reinterpret_cast<float(*)[4 * NT]>(&acc[s][0][0]));
+}
 #endif  // TA_WGMMA_DEVICE
 
 // The bf16x2 of two 16-bit values (lo in the low half).
