@@ -428,7 +428,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---------------------------------------------------------------------------------------------
-// v4: the v2 passes on Hopper's warpgroup MMA (wgmma, sm_90a). A stays what it was (the
+// wgmma (sm_90a) helpers. v4 ran the v2 passes on them unchanged (measured in README.md, then
+// removed: commit 04d630b has it); v5 below is the version the library ships. A stays what it was (the
 // prefix-scaled ldmatrix fragments, one 16-row block per warp, the mma.sync A layout), but
 // the B operand ([v|1] slab or state block) is read by the tensor cores straight from shared
 // memory through a descriptor: no B fragments in registers, no per-warp ldmatrix of B, and
@@ -491,262 +492,9 @@ __device__ __forceinline__ void wgmma_m64n136k16_rs(float (&d)[68], const uint32
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
 }
 
-// Key pass on wgmma. CTA = 2 warpgroups; warp w still owns blocks 2w, 2w + 1 of the CTA's 16,
-// so warpgroup G's wgmma for slot m covers blocks 8G + m, 8G + 2 + m, ... (one per warp).
-// Key tiles in a 4-stage ring, filled two tiles ahead: the buffer refilled at tile T was read
-// by tile T - 2's wgmmas, all retired by the wgmma_wait<1> of tile T - 1's second k-step.
-// A is double-buffered across k-steps: the wgmma_wait<1> before building a[kk & 1] retires
-// the group (two k-steps back) that read it.
-__global__ void __launch_bounds__(kThreads, 1)
-    key_pass_wg(const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v,
-                __nv_bfloat16* __restrict__ state, int n_tokens) {
-  constexpr int kStages = 4, kTile = kKeyTile * kST;  // stage s = K tile [64][136], then [V|1] in core layout
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
-  const int head = blockIdx.y;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const __nv_bfloat16* kh = k + static_cast<size_t>(head) * n_tokens * kD;
-  const __nv_bfloat16* vh = v + static_cast<size_t>(head) * n_tokens * kDV;
-
-  const int list0 = blockIdx.x * kKeyBlocksPerCta + warp * 2;
-  const uint32_t desc[2] = {c_blocks[list0], c_blocks[list0 + 1]};
-
-  for (int e = tid; e < kStages * kKeyTile; e += kThreads) {
-    const int s = e / kKeyTile, r = e % kKeyTile;
-    *reinterpret_cast<uint4*>(smem + 2 * s * kTile + r * kST + kOnesCol) = make_uint4(kBf16One, 0u, 0u, 0u);
-  }
-
-  const int n_tiles = (n_tokens + kKeyTile - 1) / kKeyTile;
-  auto stage_tile = [&](int tile, int buf) {
-    __nv_bfloat16* ks = smem + 2 * buf * kTile;
-    __nv_bfloat16* vs = ks + kTile;
-    const int tok0 = tile * kKeyTile;
-    for (int e = tid; e < kKeyTile * 16; e += kThreads) {
-      const int r = e >> 4, c = (e & 15) * 8, tok = tok0 + r;
-      const bool valid = tok < n_tokens;
-      cp_async16(ks + r * kST + c, kh + static_cast<size_t>(valid ? tok : 0) * kD + c, valid);
-    }
-    // V into the core-matrix layout: 8 consecutive lanes take 8 tokens of one column group
-    // (distinct 16-byte bank groups), a warp 4 column groups (64 contiguous bytes per token).
-    for (int e = tid; e < kKeyTile * 16; e += kThreads) {
-      const int r = (e & 7) | ((e >> 7) << 3), cg = (e >> 3) & 15, tok = tok0 + r;
-      const bool valid = tok < n_tokens;
-      cp_async16(vs + core_offset(r, cg), vh + static_cast<size_t>(valid ? tok : 0) * kDV + cg * 8, valid);
-    }
-    if (tid < kKeyTile) {
-      *reinterpret_cast<uint4*>(vs + core_offset(tid, 16)) =
-          make_uint4(tok0 + tid < n_tokens ? kBf16One : 0u, 0u, 0u, 0u);
-    }
-  };
-
-  float acc[2][kNT][4];
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int n = 0; n < kNT; ++n) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
-  float(&acc0)[68] = *reinterpret_cast<float(*)[68]>(&acc[0][0][0]);
-  float(&acc1)[68] = *reinterpret_cast<float(*)[68]>(&acc[1][0][0]);
-
-  if (0 < n_tiles) stage_tile(0, 0);
-  cp_async_commit();
-  if (1 < n_tiles) stage_tile(1, 1);
-  cp_async_commit();
-
-  uint32_t a[2][2][4];
-  for (int tile = 0; tile < n_tiles; ++tile) {
-    cp_async_wait<1>();
-    fence_proxy_async();
-    __syncthreads();
-    if (tile + 2 < n_tiles) stage_tile(tile + 2, (tile + 2) % kStages);
-    cp_async_commit();
-    // Warps of null blocks (the last CTA) compute zeros rather than skip: a skipped wgmma
-    // path makes ptxas serialize every wgmma of the kernel (C7513).
-    const __nv_bfloat16* ks = smem + 2 * (tile % kStages) * kTile;
-    const __nv_bfloat16* vs = ks + kTile;
-#pragma unroll
-    for (int kk = 0; kk < kKeyTile / 16; ++kk) {
-      const int ab = kk & 1;
-      wgmma_wait<1>();
-      const __nv_bfloat16* kslab = ks + kk * 16 * kST;
-#pragma unroll
-      for (int m = 0; m < 2; ++m) {
-        const uint32_t kind = block_kind(desc[m]);
-        if (kind == kConst) {
-          a[ab][m][0] = a[ab][m][2] = g == 0 ? (kBf16One << 16 | kBf16One) : 0u;
-          a[ab][m][1] = a[ab][m][3] = 0u;
-        } else if (kind == kNull) {
-          a[ab][m][0] = a[ab][m][1] = a[ab][m][2] = a[ab][m][3] = 0u;
-        } else {
-          ldsm_x4_trans(a[ab][m], kslab + ((lane & 7) + (lane >> 4) * 8) * kST + 16 * block_bb(desc[m]) +
-                                      ((lane >> 3) & 1) * 8);
-          const uint16_t* pc = reinterpret_cast<const uint16_t*>(kslab) + 2 * t * kST + block_col(desc[m]);
-          const float p0 = bf16_bits_to_float(pc[0]), p1 = bf16_bits_to_float(pc[kST]);
-          const float p2 = bf16_bits_to_float(pc[8 * kST]), p3 = bf16_bits_to_float(pc[9 * kST]);
-          a[ab][m][0] = scale_bf16x2(a[ab][m][0], p0, p1);
-          a[ab][m][1] = scale_bf16x2(a[ab][m][1], p0, p1);
-          a[ab][m][2] = scale_bf16x2(a[ab][m][2], p2, p3);
-          a[ab][m][3] = scale_bf16x2(a[ab][m][3], p2, p3);
-        }
-      }
-      const uint64_t bdesc = core_desc(vs + 2 * kk * kNT * 64);
-      wgmma_fence();
-      pin_acc(acc0);
-      pin_acc(acc1);
-      wgmma_m64n136k16_rs(acc0, a[ab][0], bdesc, 1);
-      wgmma_m64n136k16_rs(acc1, a[ab][1], bdesc, 1);
-      wgmma_commit();
-      pin_acc(acc0);
-      pin_acc(acc1);
-    }
-  }
-  wgmma_wait<0>();
-  pin_acc(acc0);
-  pin_acc(acc1);
-
-  __nv_bfloat16* sh = state + static_cast<size_t>(head) * kRpad * kNC;
-#pragma unroll
-  for (int m = 0; m < 2; ++m) {
-    if (block_kind(desc[m]) == kNull) continue;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int i = g + 8 * half;
-      const float w = feature_weight(desc[m], i);
-      uint32_t* row = reinterpret_cast<uint32_t*>(sh + static_cast<size_t>((list0 + m) * 16 + i) * kNC);
-#pragma unroll
-      for (int n = 0; n < 16; ++n) row[4 * n + t] = pack_bf16x2(acc[m][n][2 * half] * w, acc[m][n][2 * half + 1] * w);
-      const float z = acc[m][16][2 * half] * w;
-      const float z_hi = __bfloat162float(__float2bfloat16_rn(z));
-      row[64 + t] = t == 0 ? pack_bf16x2(z_hi, z - z_hi) : 0u;
-    }
-  }
-}
-
-// Query pass on wgmma: 256 queries per CTA, warpgroup G owns rows 128 G .. 128 G + 127 as two
-// m64 slots; warp j of the group holds rows 64 mt + 16 j + (g, g + 8) of slot mt. The state
-// streams in stages of 4 blocks through a 4-stage ring filled two stages ahead (as the key
-// pass), each stage in the core-matrix layout; A is double-buffered across blocks.
+// The wgmma passes' state ring: 4 stages filled two ahead (a refilled buffer's wgmmas have
+// retired); the key passes' tiles use the same depth.
 constexpr int kWgQueryStages = 4;
-__global__ void __launch_bounds__(kThreads, 1)
-    query_pass_wg(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ state,
-                  __nv_bfloat16* __restrict__ out, int n_tokens) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  __nv_bfloat16* qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [256][136]
-  __nv_bfloat16* ss = qs + kQueryRows * kST;                        // [4][64 rows in core layout]
-  const int head = blockIdx.y, q0 = blockIdx.x * kQueryRows;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int wrow = (warp >> 2) * 128 + (warp & 3) * 16;  // the warp's first row in slot 0; slot 1 adds 64
-  const __nv_bfloat16* qh = q + static_cast<size_t>(head) * n_tokens * kD;
-  const __nv_bfloat16* sh = state + static_cast<size_t>(head) * kRpad * kNC;
-
-  for (int e = tid; e < kQueryRows * 16; e += kThreads) {
-    const int r = e >> 4, c = (e & 15) * 8, tok = q0 + r;
-    const bool valid = tok < n_tokens;
-    cp_async16(qs + r * kST + c, qh + static_cast<size_t>(valid ? tok : 0) * kD + c, valid);
-  }
-  *reinterpret_cast<uint4*>(qs + tid * kST + kOnesCol) = make_uint4(kBf16One, 0u, 0u, 0u);
-
-  auto stage_state = [&](int s) {
-    __nv_bfloat16* dst = ss + (s % kWgQueryStages) * kStageRows * kST;
-    const __nv_bfloat16* src = sh + static_cast<size_t>(s) * kStageRows * kNC;
-    const int rows = kRpad - s * kStageRows < kStageRows ? kRpad - s * kStageRows : kStageRows;  // a multiple of 8
-    for (int e = tid; e < rows * kNT; e += kThreads) {
-      const int rest = e >> 3, cg = rest % kNT, r = (e & 7) | ((rest / kNT) << 3);
-      cp_async16(dst + core_offset(r, cg), src + r * kNC + cg * 8, true);
-    }
-  };
-  stage_state(0);
-  cp_async_commit();  // group 0: Q tile + stage 0
-  stage_state(1);
-  cp_async_commit();
-
-  uint32_t qf[2][8][4];
-  float acc[2][kNT][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int n = 0; n < kNT; ++n) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
-  float(&acc0)[68] = *reinterpret_cast<float(*)[68]>(&acc[0][0][0]);
-  float(&acc1)[68] = *reinterpret_cast<float(*)[68]>(&acc[1][0][0]);
-
-  const uint16_t* qbits = reinterpret_cast<const uint16_t*>(qs);
-  uint32_t a[2][2][4];
-  for (int s = 0; s < kNumStateStages; ++s) {
-    cp_async_wait<1>();
-    fence_proxy_async();
-    __syncthreads();
-    if (s == 0) {
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int cb = 0; cb < 8; ++cb)
-          ldsm_x4(qf[mt][cb],
-                  qs + (wrow + mt * 64 + (lane & 7) + ((lane >> 3) & 1) * 8) * kST + cb * 16 + (lane >> 4) * 8);
-    }
-    if (s + 2 < kNumStateStages) stage_state(s + 2);
-    cp_async_commit();
-    const __nv_bfloat16* sbuf = ss + (s % kWgQueryStages) * kStageRows * kST;
-    const int nb = kNumBlocks - s * kStageBlocks < kStageBlocks ? kNumBlocks - s * kStageBlocks : kStageBlocks;
-#pragma unroll
-    for (int bi = 0; bi < kStageBlocks; ++bi) {
-      if (bi >= nb) break;
-      const int ab = bi & 1;
-      wgmma_wait<1>();
-      const uint32_t d = c_blocks[s * kStageBlocks + bi];
-      if (block_kind(d) == kConst) {
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-          a[ab][mt][0] = a[ab][mt][1] = t == 0 ? kBf16One : 0u;
-          a[ab][mt][2] = a[ab][mt][3] = 0u;
-        }
-      } else {
-        const int col = block_col(d);
-        float px[2][2];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) {
-          px[mt][0] = bf16_bits_to_float(qbits[(wrow + mt * 64 + g) * kST + col]);
-          px[mt][1] = bf16_bits_to_float(qbits[(wrow + mt * 64 + g + 8) * kST + col]);
-        }
-        switch (block_bb(d)) {
-          case 0: scale_q_block<0>(a[ab], qf, px); break;
-          case 1: scale_q_block<1>(a[ab], qf, px); break;
-          case 2: scale_q_block<2>(a[ab], qf, px); break;
-          case 3: scale_q_block<3>(a[ab], qf, px); break;
-          case 4: scale_q_block<4>(a[ab], qf, px); break;
-          case 5: scale_q_block<5>(a[ab], qf, px); break;
-          case 6: scale_q_block<6>(a[ab], qf, px); break;
-          default: scale_q_block<7>(a[ab], qf, px); break;
-        }
-      }
-      const uint64_t bdesc = core_desc(sbuf + 2 * bi * kNT * 64);
-      wgmma_fence();
-      pin_acc(acc0);
-      pin_acc(acc1);
-      wgmma_m64n136k16_rs(acc0, a[ab][0], bdesc, 1);
-      wgmma_m64n136k16_rs(acc1, a[ab][1], bdesc, 1);
-      wgmma_commit();
-      pin_acc(acc0);
-      pin_acc(acc1);
-    }
-  }
-  wgmma_wait<0>();
-  pin_acc(acc0);
-  pin_acc(acc1);
-
-  __nv_bfloat16* oh = out + static_cast<size_t>(head) * n_tokens * kDV;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const float den = __shfl_sync(0xFFFFFFFFu, acc[mt][16][2 * half] + acc[mt][16][2 * half + 1], lane & ~3);
-      const float inv = 1.0f / den;
-      const int row = q0 + wrow + mt * 64 + g + 8 * half;
-      if (row >= n_tokens) continue;
-      uint32_t* orow = reinterpret_cast<uint32_t*>(oh + static_cast<size_t>(row) * kDV);
-#pragma unroll
-      for (int n = 0; n < 16; ++n) orow[4 * n + t] = pack_bf16x2(acc[mt][n][2 * half] * inv, acc[mt][n][2 * half + 1] * inv);
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // v5: v4 with the per-k-step instruction count cut (ncu on v4: 174 instructions per warp and
@@ -1105,7 +853,7 @@ void usage() {
       "  --heads H       heads (default 24)\n"
       "  --iters I       timed launches per kernel, median reported (default 7)\n"
       "  --check-rows C  sampled query rows checked per checked head (default 64)\n"
-      "  --version V     1..5 runs one version, 0 (default) runs the whole ladder\n"
+      "  --version V     1, 2, 3 or 5 runs one version (v4 was removed), 0 (default) runs the whole ladder\n"
       "  --seed S        input seed (default 20261127)\n");
 }
 
@@ -1136,8 +884,8 @@ bool parse(int argc, char** argv, Options* o) {
     std::fprintf(stderr, "--tokens, --heads, --iters and --check-rows must be >= 1\n");
     return false;
   }
-  if (o->version < 0 || o->version > 5) {
-    std::fprintf(stderr, "--version must be 0 (all) or 1..5, got %d\n", o->version);
+  if (o->version < 0 || o->version > 5 || o->version == 4) {
+    std::fprintf(stderr, "--version must be 0 (all), 1, 2, 3 or 5, got %d\n", o->version);
     return false;
   }
   return true;
@@ -1162,8 +910,6 @@ const Version kLadder[] = {
     {2, "v1 + 3-stage key tiles", key_pass<3, false>, query_pass<false>, key_smem_bytes(3), kQuerySmem},
     {3, "v2 + prefix scalars reused across blocks sharing the prefix column", key_pass<3, true>,
      query_pass<true>, key_smem_bytes(3), kQuerySmem},
-    {4, "v2 on wgmma (sm_90a): B by descriptor from core-matrix tiles, 4-stage rings, A double-buffered",
-     key_pass_wg, query_pass_wg, key_smem_bytes(4), kWgQuerySmem},
     {5, "v4 with bf16x2 prefix products, no per-step branches, A reloaded per block in the query pass",
      key_pass_wg2, query_pass_wg2, key_smem_bytes(4), kWgQuerySmem},
 };
@@ -1372,7 +1118,7 @@ int main(int argc, char** argv) {
   CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
   std::printf("device: %s (sm_%d%d, %d SMs), driver %d, runtime %d\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, driver, runtime);
-  if (prop.major != 9 || prop.minor != 0) {  // sm_90a code (wgmma, v4 and v5) runs on sm_90 only
+  if (prop.major != 9 || prop.minor != 0) {  // sm_90a code (wgmma: v5) runs on sm_90 only
     std::fprintf(stderr, "built for sm_90a (H100 / H200); device is sm_%d%d\n", prop.major, prop.minor);
     return 2;
   }
