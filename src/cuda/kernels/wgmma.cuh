@@ -11,6 +11,10 @@
 // (next column group) = 128 bytes, LBO (next k-group) = CG * 128 bytes. Each 8-lane
 // phase of a cp.async staging loop should cover 8 rows of one column group (distinct banks).
 //
+// ptxas serializes every wgmma of a kernel (info C7513) when a path skips one or a branch
+// decides which registers feed A; the kernels avoid both, and the CTest CudaWgmmaPipelined
+// (tests/cuda/check_wgmma_pipelined.cmake) fails if one comes back.
+//
 // Accumulators (m64n136 fp32): warp w of the group holds rows 16 w + g and 16 w + g + 8,
 // register 4 n + {0, 1} / {2, 3} = those rows at cols 8 n + 2 t, + 1: per warp exactly the
 // mma.sync C layout of 17 n-tiles, so a float[17][4] array is the 68 registers in order.
