@@ -51,6 +51,9 @@ namespace {
 // the kernels the calling thread's last run used.
 std::atomic<int64_t> g_smem_cap{-1};
 thread_local PassKernels t_last_kernels = PassKernels::kGeneric;
+// And of window_plan.h: whether the window kernel may use wgmma, and the one last used.
+std::atomic<bool> g_window_wgmma{true};
+thread_local WindowKernel t_last_window = WindowKernel::kNone;
 
 constexpr int64_t kAlign = 256;
 constexpr int kWarps = 8;    // warps per block in the tensor-core passes
@@ -622,7 +625,7 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
     TA_CUDA_TRY(cudaMemcpyAsync(ws + l.tiles, tiles.data(), tiles.size() * sizeof(WindowTile),
                                 cudaMemcpyHostToDevice, stream),
                 "window tiles");
-    win.fn = select_window(p, c);
+    win.fn = select_window(p, c, g_window_wgmma.load() && device_has_wgmma(p.q->device_id), &t_last_window);
     win.args = window_args(p.window, p.P);
     win.args.tiles = reinterpret_cast<const WindowTile*>(ws + l.tiles);
     win.args.partials = reinterpret_cast<float*>(ws + l.wpart);
@@ -756,6 +759,10 @@ void set_pass_smem_cap_for_testing(int64_t bytes) { g_smem_cap.store(bytes); }
 
 PassKernels last_pass_kernels() { return t_last_kernels; }
 
+void set_window_wgmma_for_testing(bool allowed) { g_window_wgmma.store(allowed); }
+
+WindowKernel last_window_kernel() { return t_last_window; }
+
 bool device_has_wgmma(int device) {
 #if defined(TA_HAVE_SM90A)
   int major = 0, minor = 0;
@@ -797,6 +804,7 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   // One selection for the plan and the run (the caller sized the workspace by plan_memory).
   const PassKernels kernels = kernels_for(p, c);
   t_last_kernels = kernels;
+  t_last_window = WindowKernel::kNone;
   MemoryPlan plan;
   if (!plan_for(p, c, kernels, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");
   void* owned = nullptr;

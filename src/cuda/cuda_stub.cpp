@@ -3,6 +3,7 @@
 #include "api/errors.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/prefix_block_plan.h"
+#include "cuda/window_plan.h"
 
 namespace ta::cuda {
 
@@ -26,5 +27,9 @@ void set_pass_smem_cap_for_testing(int64_t) {}
 PassKernels last_pass_kernels() { return PassKernels::kGeneric; }
 
 bool device_has_wgmma(int) { return false; }
+
+void set_window_wgmma_for_testing(bool) {}
+
+WindowKernel last_window_kernel() { return WindowKernel::kNone; }
 
 }  // namespace ta::cuda

@@ -466,4 +466,15 @@ inline int64_t exact_pairs_per_slice(const Window& win, const KeyMask& mask, int
   return distinct == 1 ? total * B : total;
 }
 
+// ---- test seams (defined by the CUDA backend; not part of the ABI) -------------------------
+
+// The window kernel a hybrid run used: none (no hybrid), the fp32 SIMT kernel, the tensor-core
+// kernel on mma.sync, or the tensor-core kernel with its text stages on wgmma.
+enum class WindowKernel { kNone, kSimt, kMma, kMmaWg };
+// Lets the selection use the wgmma text stages where the device has them (the default), or
+// not, so tests on a wgmma card also run the mma.sync kernel. Process-wide.
+void set_window_wgmma_for_testing(bool allowed);
+// The window kernel the calling thread's last CUDA run selected (kNone when it ran no hybrid).
+WindowKernel last_window_kernel();
+
 }  // namespace ta::cuda

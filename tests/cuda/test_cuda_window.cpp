@@ -18,6 +18,8 @@
 #include "common/ta_token_layout.h"
 #include "common/ta_api_helpers.h"
 #include "common/ta_cuda_copy.h"
+#include "cuda/prefix_block_plan.h"
+#include "cuda/window_plan.h"
 #include "taylor_attention/taylor_attention.h"
 
 namespace {
@@ -55,13 +57,18 @@ std::string spec_name(const Spec& s) {
 
 // Which kernels run: the input dtype, and force_fp32. The plain passes use tensor cores
 // (bf16 features) unless force_fp32; the window kernel uses tensor cores for f16/bf16
-// unless force_fp32, the fp32 SIMT kernel otherwise.
+// unless force_fp32, the fp32 SIMT kernel otherwise. On a wgmma card (compute capability
+// 9.0, sm_90a build) the tensor-core kernel runs its text stages on wgmma for 64- and
+// 128-wide slices unless mma_sync asks for the mma.sync kernel (a test seam).
 struct Path {
   ta_dtype dtype;
   bool force_fp32;
+  bool mma_sync = false;
 };
 
-std::string path_name(const Path& p) { return std::string(ta_dtype_name(p.dtype)) + (p.force_fp32 ? "_fp32" : ""); }
+std::string path_name(const Path& p) {
+  return std::string(ta_dtype_name(p.dtype)) + (p.force_fp32 ? "_fp32" : "") + (p.mma_sync ? "_mma" : "");
+}
 
 void PrintTo(const Spec& s, std::ostream* os) { *os << spec_name(s); }
 void PrintTo(const Path& p, std::ostream* os) { *os << path_name(p); }
@@ -78,6 +85,7 @@ double unit_roundoff(ta_dtype dt) {
 struct Call {
   Spec spec;
   ta_dtype dtype;
+  bool mma_sync = false;  // Path::mma_sync
   TestTensor q, k, v, out_cpu, out_gpu;
   std::optional<TestTensor> mask;
   std::vector<uint8_t> keep;
@@ -119,6 +127,7 @@ std::unique_ptr<Call> make_call(const Spec& s, const Path& path, uint64_t seed, 
   auto c = std::make_unique<Call>();
   c->spec = s;
   c->dtype = path.dtype;
+  c->mma_sync = path.mma_sync;
   const int64_t N = s.layout.tokens();
   c->q = make_tensor(path.dtype, s.B, s.H, N, s.d, s.strided);
   c->k = make_tensor(path.dtype, s.B, s.H, N, s.d, s.strided);
@@ -165,14 +174,25 @@ struct Outcome {
   std::string message;
 };
 
-// Runs the call on the GPU (output canaries checked after the download).
+// The window kernel the backend should select for the call (ta::cuda::WindowKernel).
+ta::cuda::WindowKernel expected_window_kernel(const Spec& s, const Path& p) {
+  const int64_t dim = std::max(s.d, s.dv) / s.G;
+  if (simt(p) || dim > 128) return ta::cuda::WindowKernel::kSimt;
+  if (!p.mma_sync && dim > 32 && ta::cuda::device_has_wgmma(0)) return ta::cuda::WindowKernel::kMmaWg;
+  return ta::cuda::WindowKernel::kMma;
+}
+
+// Runs the call on the GPU (output canaries checked after the download), with the window
+// kernel's wgmma text stages allowed unless the call asks for mma.sync.
 Outcome run_gpu(Call& c, const ta_config& cfg, bool with_layout = true) {
   Outcome o{};
   c.out_gpu.fill_bytes(0xA5);
   c.dout->upload(c.out_gpu);
   const ta_attention_args a = c.gpu_args(with_layout);
   ta_stats_init(&o.stats);
+  ta::cuda::set_window_wgmma_for_testing(!c.mma_sync);
   o.status = ta_attention_run(&a, &cfg, nullptr, 0, nullptr, &o.stats);
+  ta::cuda::set_window_wgmma_for_testing(true);
   o.message = ta_last_error_message();
   c.dout->download(c.out_gpu);
   std::string where;
@@ -252,6 +272,7 @@ TEST_P(CudaWindow, MatchesCpuEngineAndReference) {
   const auto [spec, path] = GetParam();
   auto call = make_call(spec, path, 4100 + static_cast<uint64_t>(spec.layout.tokens() * 7 + spec.radius + spec.d));
   const Outcome g = run_gpu(*call, call->cfg);
+  EXPECT_EQ(ta::cuda::last_window_kernel(), expected_window_kernel(spec, path));
   const Outcome c = run_cpu(*call, call->cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
@@ -359,7 +380,8 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindow,
                          ::testing::Combine(::testing::ValuesIn(layout_specs()),
                                             ::testing::Values(Path{TA_DTYPE_F32, true}, Path{TA_DTYPE_F32, false},
                                                               Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false},
-                                                              Path{TA_DTYPE_BF16, true})),
+                                                              Path{TA_DTYPE_BF16, true}, Path{TA_DTYPE_F16, false, true},
+                                                              Path{TA_DTYPE_BF16, false, true})),
                          [](const auto& info) {
                            return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
                          });
@@ -429,6 +451,7 @@ TEST_P(CudaWindowExactSets, RowsMatchCpuEngine) {
   ta_config cfg = call->cfg;
   cfg.quality_check = 0;
   const Outcome g = run_gpu(*call, cfg);
+  EXPECT_EQ(ta::cuda::last_window_kernel(), expected_window_kernel(s, path));
   const Outcome c = run_cpu(*call, cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
@@ -452,11 +475,13 @@ std::vector<Spec> exact_set_specs() {
 }
 
 // f32 with force_fp32 checks the SIMT kernel to fp32 precision, f16 the tensor-core kernel
-// to f16's; bf16 and plain f32 run the same kernels with coarser roundings.
+// to f16's (on a wgmma card both its kernels); bf16 and plain f32 run the same kernels with
+// coarser roundings.
 INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowExactSets,
                          ::testing::Combine(::testing::ValuesIn(exact_set_specs()),
                                             ::testing::Values(Path{TA_DTYPE_F32, true}, Path{TA_DTYPE_F32, false},
-                                                              Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false})),
+                                                              Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false},
+                                                              Path{TA_DTYPE_F16, false, true})),
                          [](const auto& info) {
                            return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
                          });

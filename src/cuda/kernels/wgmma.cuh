@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/kernels/pb_common.cuh"
 
@@ -48,6 +49,17 @@ __device__ __forceinline__ uint64_t core_desc(const void* p) {
   constexpr uint64_t kLbo = CG * 128, kSbo = 128;
   const uint64_t addr = smem_u32(p);
   return ((addr & 0x3FFFFull) >> 4) | (kLbo >> 4) << 16 | (kSbo >> 4) << 32;  // bits 62-63 = 0: no swizzle
+}
+
+// Descriptor of the same core-matrix tile read as a K-major B (the non-transposed B of PTX
+// 9.7.15.5.1: the 8 rows of a core matrix are 8 n, each 16 contiguous bytes of k), for tiles
+// staged as [n][8 CG] rows with k along the rows (keys for Q K^T): LBO (next k-group) = 128
+// bytes, SBO (next 8 n) = CG x 128 bytes.
+template <int CG>
+__device__ __forceinline__ uint64_t core_desc_kmajor(const void* p) {
+  constexpr uint64_t kLbo = 128, kSbo = CG * 128;
+  const uint64_t addr = smem_u32(p);
+  return ((addr & 0x3FFFFull) >> 4) | (kLbo >> 4) << 16 | (kSbo >> 4) << 32;
 }
 
 #if TA_WGMMA_DEVICE
@@ -136,6 +148,69 @@ __device__ __forceinline__ void wgmma_drain(float (&acc)[NS][NT][4]) {
 #pragma unroll
   for (int s = 0; s < NS; ++s) pin_acc(*reinterpret_cast<float(*)[4 * NT]>(&acc[s][0][0]));
 }
+
+// Operand lists of the attention-shaped wgmmas below (32 or 64 fp32 accumulators).
+#define TA_WG_D32_REGS \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28," \
+  "%29,%30,%31}, "
+#define TA_WG_D32_OPS \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
+  "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), \
+  "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), \
+  "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define TA_WG_D64_REGS \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28," \
+  "%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55," \
+  "%56,%57,%58,%59,%60,%61,%62,%63}, "
+#define TA_WG_D64_OPS \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
+  "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), \
+  "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), \
+  "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), \
+  "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), \
+  "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), \
+  "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), \
+  "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+
+// D (64 x N fp32) += A (64 x 16 of T, registers in the mma.sync A layout) x B (16 x N of T,
+// descriptor) for the window kernel's text stages: R = N / 2 accumulator registers per thread
+// (N = 64 or 128), T = __half or __nv_bfloat16, TNSP_B = 0 for a K-major B (core_desc_kmajor:
+// the keys of Q K^T), 1 for an MN-major one (core_desc: the values of P V). Always accumulates.
+template <class T, int TNSP_B, int R>
+__device__ __forceinline__ void wgmma_attn_rs(float (&d)[R], const uint32_t (&a)[4], uint64_t b_desc) {
+  static_assert(R == 32 || R == 64, "m64n64k16 or m64n128k16");
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  static_assert(kBf16 || std::is_same_v<T, __half>, "16-bit inputs");
+  if constexpr (R == 32 && kBf16) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " TA_WG_D32_REGS
+                 "{%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
+                 : TA_WG_D32_OPS
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1), "n"(TNSP_B));
+  } else if constexpr (R == 32) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " TA_WG_D32_REGS
+                 "{%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
+                 : TA_WG_D32_OPS
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1), "n"(TNSP_B));
+  } else if constexpr (kBf16) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " TA_WG_D64_REGS
+                 "{%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n"
+                 : TA_WG_D64_OPS
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1), "n"(TNSP_B));
+  } else {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " TA_WG_D64_REGS
+                 "{%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n"
+                 : TA_WG_D64_OPS
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1), "n"(TNSP_B));
+  }
+}
+#undef TA_WG_D32_REGS
+#undef TA_WG_D32_OPS
+#undef TA_WG_D64_REGS
+#undef TA_WG_D64_OPS
 #endif  // TA_WGMMA_DEVICE
 
 // The bf16x2 of two 16-bit values (lo in the low half).

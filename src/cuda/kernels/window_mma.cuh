@@ -20,6 +20,7 @@
 // every key (text rows with text_queries) give such keys a score of -inf instead.
 #pragma once
 
+#include "cuda/kernels/wgmma.cuh"
 #include "cuda/kernels/window.cuh"
 
 namespace ta::cuda {
@@ -43,8 +44,11 @@ static_assert(kWindowTextKeys % 32 == 0, "text stages are sub-stages of 4 n-tile
 static_assert(kWindowPieceKeys / 8 % 3 == 0, "window stages are sub-stages of 3 n-tiles");
 
 // Shared memory of one block: two stage buffers, each kWindowStageRows key rows then
-// kWindowStageRows + 8 value rows (the last 8 always zero), rows padded by 8 elements so
-// ldmatrix rows hit distinct banks; the query tile is staged once in the second buffer.
+// kWindowStageRows + 8 value rows (the last 8 always zero). Keys and values are stored as
+// 8 x 8 core matrices (wgmma.cuh): the 8 elements (row r, columns 8 c .. 8 c + 7) at
+// core_offset<D / 8>(r, c), so an ldmatrix 8x8 matrix is 128 contiguous bytes (distinct
+// banks) and the wgmma text stages read K (K-major) and V (MN-major) by descriptor. The
+// query tile is staged once in the second buffer, in rows padded by 8 elements (ST).
 // Then per stage buffer the keys' scale factors and "attends" flags, and 1/k! for T_P.
 template <int D>
 struct WindowSmem {
@@ -79,17 +83,19 @@ __device__ __forceinline__ void win_ldmatrix_x4(uint32_t (&r)[4], const void* ro
 }
 
 // Stages buffer rows [0, KROWS) of one stage: the keys (ds of D columns) at dst and the
-// values (dvs) at dst + KROWS * ST, as raw bits. Row i holds token
+// values (dvs) at dst + KROWS * ST, as raw bits in core-matrix order. Row i holds token
 // k.tok_first + (i - k.row_first) when k.row_first <= i < k.row_first + k.n and the key
 // attends; other rows, masked keys and the columns past ds / dvs are zeros.
 // Vector path (contiguous aligned rows, widths multiples of 8): each thread owns one
-// 16-byte column chunk and every (256 / (D / 8))-th row, so the loop has a compile-time
+// 16-byte column chunk and every (256 / (D / 8))-th row (lanes 8 i .. 8 i + 7 of a warp on 8
+// consecutive rows of one chunk: one core matrix, distinct banks), so the loop has a compile-time
 // trip count and each row's validity is computed once for both operands. (ncu at 5b3e143: the generic element loop, run twice per stage,
 // was about a third of the kernel's instructions.) Else synchronous element loads.
 template <int D>
 __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int64_t vbase, int ds, int dvs,
                                            int64_t b, const StageKeys& k, uint16_t* dst) {
   constexpr int ST = WindowSmem<D>::ST, KROWS = WindowSmem<D>::KROWS;
+  static_assert(KROWS % 8 == 0, "whole core matrices");
   const auto* ksrc = static_cast<const uint16_t*>(a.k.data);
   const auto* vsrc = static_cast<const uint16_t*>(a.v.data);
   uint16_t* vdst = dst + KROWS * ST;
@@ -97,8 +103,10 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
   if (a.vec_k && a.vec_v) {
     constexpr int V = D / 8, RPI = kWindowThreads / V;
     static_assert(kWindowThreads % V == 0, "whole rows per pass");
-    const int c0 = (threadIdx.x % V) * 8, r0 = threadIdx.x / V;
+    const int t = static_cast<int>(threadIdx.x), cg = (t >> 3) % V, c0 = cg * 8, r0 = (t & 7) + 8 * ((t >> 3) / V);
+    static_assert(RPI % 8 == 0, "a thread's rows share their place in the core matrices");
     const bool kcol = c0 < ds, vcol = c0 < dvs;
+    const int off0 = core_offset<V>(r0, cg);  // row r0 + it RPI: off0 + it RPI D
     if constexpr (window_lazy(D)) {
       // 64- and 128-dim slices: the row offsets advance by one 64-bit add per pass and the
       // mask is looked at only when there is one (ncu at 997deaa: ~56 instructions per
@@ -114,8 +122,8 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
         bool row = static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n);
         if (masked && row) row = key_attends(a, b, tok0 + r);
         const bool kok = row && kcol, vok = row && vcol;
-        win_cp_async16(dst + r * ST + c0, kok ? ksrc + koff : ksrc, kok ? 16 : 0);
-        win_cp_async16(vdst + r * ST + c0, vok ? vsrc + voff : vsrc, vok ? 16 : 0);
+        win_cp_async16(dst + off0 + it * RPI * D, kok ? ksrc + koff : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + off0 + it * RPI * D, vok ? vsrc + voff : vsrc, vok ? 16 : 0);
         koff += kstep;
         voff += vstep;
       }
@@ -128,8 +136,8 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
             static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) && key_attends(a, b, tok0 + r);
         const int64_t tok = row ? tok0 + r : 0;
         const bool kok = row && kcol, vok = row && vcol;
-        win_cp_async16(dst + r * ST + c0, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
-        win_cp_async16(vdst + r * ST + c0, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
+        win_cp_async16(dst + off0 + it * RPI * D, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + off0 + it * RPI * D, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
       }
     }
     return;
@@ -140,8 +148,9 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
     uint16_t kv = 0, vv = 0;
     if (row && c < ds) kv = ksrc[kbase + (tok0 + r) * a.k.s2 + c * a.k.s3];
     if (row && c < dvs) vv = vsrc[vbase + (tok0 + r) * a.v.s2 + c * a.v.s3];
-    dst[r * ST + c] = kv;
-    vdst[r * ST + c] = vv;
+    const int off = core_offset<D / 8>(r, c >> 3) + (c & 7);
+    dst[off] = kv;
+    vdst[off] = vv;
   }
 }
 
@@ -177,52 +186,18 @@ __device__ __forceinline__ void window_rescale(WindowRows& rs, float (&acc)[D / 
   }
 }
 
-// One stage of one warp: scores of NW n-tiles from buffer row 8 nt0 on, the rows' new
-// stabilisers, weights, and P.V into acc. COLCHECK: a window stage (keys outside a
-// query's columns get score `fill`). need_ok: rows exact over every key, stage holding
-// keys that do not attend (masked, or past the range): their score becomes -inf.
-template <class T, int D, int NW, bool COLCHECK>
-__device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t* vs, const float* kfc,
-                                             const float* okc, const float* inv_fact, const uint32_t (&qa)[D / 16][4],
-                                             float (&acc)[D / 8][4], WindowRows& rs, int nt0, int colbase,
-                                             unsigned two_r, bool need_ok, bool taylor, int P, int lane) {
-  constexpr int ST = WindowSmem<D>::ST, KS = D / 16, NWP = (NW + 1) / 2 * 2;
-  // Few n-tiles: two accumulator sets (even and odd k-steps) for more mma in flight.
-  constexpr bool kTwoSets = NW <= 4;
+// The epilogue of a stage's scores sc (NW n-tiles from buffer row 8 nt0 on, in the mma C
+// layout; NWP = NW rounded up to even): scaled scores, keys outside the exact set (and the
+// n-tile completing the last k-step) at `fill`, keys that do not attend at -inf where
+// need_ok, then the rows' new stabilisers. COLCHECK: a window stage (keys outside a query's
+// columns get score `fill`). need_ok: rows exact over every key, stage holding keys that do
+// not attend (masked, or past the range).
+template <int D, int NW, int NWP, bool COLCHECK>
+__device__ __forceinline__ void window_settle(float (&sc)[NWP][4], const float* kfc, const float* okc,
+                                              float (&acc)[D / 8][4], WindowRows& rs, int nt0, int colbase,
+                                              unsigned two_r, bool need_ok, bool taylor, int lane) {
   const int tig = lane & 3;
-  float sc[NWP][4], sb[kTwoSets ? NW : 1][4];
-#pragma unroll
-  for (int j = 0; j < NWP; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
-#pragma unroll
-  for (int j = 0; j < (kTwoSets ? NW : 1); ++j) sb[j][0] = sb[j][1] = sb[j][2] = sb[j][3] = 0.0f;
-
-  // S = Q K^T: one ldmatrix.x4 gives an n-tile's B fragments for two k-steps.
-  const uint16_t* krow = ks + (nt0 * 8 + (lane & 7)) * ST + (lane >> 3) * 8;
-#pragma unroll
-  for (int k2 = 0; k2 < KS / 2; ++k2) {
-#pragma unroll
-    for (int j = 0; j < NW; ++j) {
-      uint32_t kb[4];
-      win_ldmatrix_x4(kb, krow + j * 8 * ST + k2 * 32);
-      Mma16<T>::run(sc[j], qa[2 * k2], kb[0], kb[1]);
-      if constexpr (kTwoSets) {
-        Mma16<T>::run(sb[j], qa[2 * k2 + 1], kb[2], kb[3]);
-      } else {
-        Mma16<T>::run(sc[j], qa[2 * k2 + 1], kb[2], kb[3]);
-      }
-    }
-  }
-  if constexpr (kTwoSets) {
-#pragma unroll
-    for (int j = 0; j < NW; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) sc[j][e] += sb[j][e];
-    }
-  }
-
-  // Scaled scores; keys outside the exact set (and the n-tile completing the last
-  // k-step) get `fill`. Element e of n-tile j: row gid + 8 (e >> 1), buffer row
-  // 8 (nt0 + j) + 2 tig + (e & 1).
+  // Element e of n-tile j: row gid + 8 (e >> 1), buffer row 8 (nt0 + j) + 2 tig + (e & 1).
   const float fill = taylor ? 0.0f : -INFINITY;
   const float* kfp = kfc + nt0 * 8 + 2 * tig;
 #pragma unroll
@@ -280,90 +255,205 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
   } else if (__any_sync(0xffffffffu, c[0] > rs.m[0] || c[1] > rs.m[1])) {
     window_rescale<D>(rs, acc, c);
   }
+}
 
-  // Weights w = e^{s - m} - e^{-m} T_P(s) (no Taylor term in rows exact over every key),
-  // then P.V: the weights of n-tiles 2kk and 2kk+1 are the A fragment of k-step kk.
-  const float c_top = inv_fact[P - 1];
+// The weights w = e^{s - m} - e^{-m} T_P(s) of k-step kk (n-tiles 2 kk and 2 kk + 1 of sc;
+// no Taylor term in rows exact over every key) as the A fragment of P.V, added to l.
+template <class T, int D, int NW, int NWP>
+__device__ __forceinline__ void window_weights(const float (&sc)[NWP][4], int kk, WindowRows& rs,
+                                               const float* inv_fact, bool taylor, int P, uint32_t (&pa)[4]) {
+  // An odd NW leaves the second half of the last k-step without keys: its weights are 0
+  // by construction (no exp, no Taylor term computed for them).
+  const int JJ = 2 * kk + 1 < NW ? 2 : 1;  // a constant once the caller's kk loop is unrolled
+  float wv[2][4];
 #pragma unroll
-  for (int kk = 0; kk < NWP / 2; ++kk) {
-    // An odd NW leaves the second half of the last k-step without keys: its weights are 0
-    // by construction (no exp, no Taylor term computed for them).
-    const int JJ = 2 * kk + 1 < NW ? 2 : 1;  // a constant once the kk loop is unrolled
-    float wv[2][4];
+  for (int e = 0; e < 4; ++e) wv[1][e] = 0.0f;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) wv[1][e] = 0.0f;
+  for (int jj = 0; jj < JJ; ++jj) {
 #pragma unroll
-    for (int jj = 0; jj < JJ; ++jj) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) wv[jj][e] = ex2_approx(fmaf(sc[2 * kk + jj][e], kLog2e, -rs.ml[e >> 1]));
-    }
-    if (taylor) {
-      // T_P(s) = sum_{p<P} s^p / p! by Horner's rule. P = 3 and 4 (the cheap setting and
-      // the node's) unrolled with the coefficients inv_fact holds (1/k! in fp32); other P
-      // by the loop.
-      float t[2][4];
-      if (window_lazy(D) && P == 3) {
-#pragma unroll
-        for (int jj = 0; jj < JJ; ++jj) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) t[jj][e] = fmaf(fmaf(0.5f, sc[2 * kk + jj][e], 1.0f), sc[2 * kk + jj][e], 1.0f);
-        }
-      } else if (window_lazy(D) && P == 4) {
-#pragma unroll
-        for (int jj = 0; jj < JJ; ++jj) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float x = sc[2 * kk + jj][e];
-            t[jj][e] = fmaf(fmaf(fmaf(1.0f / 6.0f, x, 0.5f), x, 1.0f), x, 1.0f);
-          }
-        }
-      } else {
-#pragma unroll
-        for (int jj = 0; jj < JJ; ++jj) t[jj][0] = t[jj][1] = t[jj][2] = t[jj][3] = c_top;
-        for (int p = P - 2; p >= 0; --p) {
-          const float cp = inv_fact[p];
-#pragma unroll
-          for (int jj = 0; jj < JJ; ++jj) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) t[jj][e] = fmaf(t[jj][e], sc[2 * kk + jj][e], cp);
-          }
-        }
-      }
+    for (int e = 0; e < 4; ++e) wv[jj][e] = ex2_approx(fmaf(sc[2 * kk + jj][e], kLog2e, -rs.ml[e >> 1]));
+  }
+  if (taylor) {
+    // T_P(s) = sum_{p<P} s^p / p! by Horner's rule. P = 3 and 4 (the cheap setting and
+    // the node's) unrolled with the coefficients inv_fact holds (1/k! in fp32); other P
+    // by the loop.
+    float t[2][4];
+    if (window_lazy(D) && P == 3) {
 #pragma unroll
       for (int jj = 0; jj < JJ; ++jj) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) wv[jj][e] = fmaf(-rs.em[e >> 1], t[jj][e], wv[jj][e]);
+        for (int e = 0; e < 4; ++e) t[jj][e] = fmaf(fmaf(0.5f, sc[2 * kk + jj][e], 1.0f), sc[2 * kk + jj][e], 1.0f);
+      }
+    } else if (window_lazy(D) && P == 4) {
+#pragma unroll
+      for (int jj = 0; jj < JJ; ++jj) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float x = sc[2 * kk + jj][e];
+          t[jj][e] = fmaf(fmaf(fmaf(1.0f / 6.0f, x, 0.5f), x, 1.0f), x, 1.0f);
+        }
+      }
+    } else {
+      const float c_top = inv_fact[P - 1];
+#pragma unroll
+      for (int jj = 0; jj < JJ; ++jj) t[jj][0] = t[jj][1] = t[jj][2] = t[jj][3] = c_top;
+      for (int p = P - 2; p >= 0; --p) {
+        const float cp = inv_fact[p];
+#pragma unroll
+        for (int jj = 0; jj < JJ; ++jj) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) t[jj][e] = fmaf(t[jj][e], sc[2 * kk + jj][e], cp);
+        }
       }
     }
 #pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      rs.l[0] += wv[jj][0] + wv[jj][1];
-      rs.l[1] += wv[jj][2] + wv[jj][3];
+    for (int jj = 0; jj < JJ; ++jj) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) wv[jj][e] = fmaf(-rs.em[e >> 1], t[jj][e], wv[jj][e]);
     }
+  }
+#pragma unroll
+  for (int jj = 0; jj < 2; ++jj) {
+    rs.l[0] += wv[jj][0] + wv[jj][1];
+    rs.l[1] += wv[jj][2] + wv[jj][3];
+  }
+  pa[0] = Mma16<T>::pack(wv[0][0], wv[0][1]);
+  pa[1] = Mma16<T>::pack(wv[0][2], wv[0][3]);
+  pa[2] = Mma16<T>::pack(wv[1][0], wv[1][1]);
+  pa[3] = Mma16<T>::pack(wv[1][2], wv[1][3]);
+}
+
+// One stage of one warp on mma.sync: scores of NW n-tiles from buffer row 8 nt0 on
+// (window_settle has the rest of the arguments), weights, and P.V into acc.
+template <class T, int D, int NW, bool COLCHECK>
+__device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t* vs, const float* kfc,
+                                             const float* okc, const float* inv_fact, const uint32_t (&qa)[D / 16][4],
+                                             float (&acc)[D / 8][4], WindowRows& rs, int nt0, int colbase,
+                                             unsigned two_r, bool need_ok, bool taylor, int P, int lane) {
+  constexpr int KS = D / 16, DT = D / 8, NWP = (NW + 1) / 2 * 2;
+  // Few n-tiles: two accumulator sets (even and odd k-steps) for more mma in flight.
+  constexpr bool kTwoSets = NW <= 4;
+  float sc[NWP][4], sb[kTwoSets ? NW : 1][4];
+#pragma unroll
+  for (int j = 0; j < NWP; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+  for (int j = 0; j < (kTwoSets ? NW : 1); ++j) sb[j][0] = sb[j][1] = sb[j][2] = sb[j][3] = 0.0f;
+
+  // S = Q K^T: one ldmatrix.x4 gives an n-tile's B fragments for two k-steps (matrix m =
+  // lanes 8m..8m+7: column group 4 k2 + m of the n-tile's 8 keys).
+  const uint16_t* krow = ks + core_offset<DT>(nt0 * 8 + (lane & 7), lane >> 3);
+#pragma unroll
+  for (int k2 = 0; k2 < KS / 2; ++k2) {
+#pragma unroll
+    for (int j = 0; j < NW; ++j) {
+      uint32_t kb[4];
+      win_ldmatrix_x4(kb, krow + j * DT * 64 + k2 * 4 * 64);
+      Mma16<T>::run(sc[j], qa[2 * k2], kb[0], kb[1]);
+      if constexpr (kTwoSets) {
+        Mma16<T>::run(sb[j], qa[2 * k2 + 1], kb[2], kb[3]);
+      } else {
+        Mma16<T>::run(sc[j], qa[2 * k2 + 1], kb[2], kb[3]);
+      }
+    }
+  }
+  if constexpr (kTwoSets) {
+#pragma unroll
+    for (int j = 0; j < NW; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) sc[j][e] += sb[j][e];
+    }
+  }
+  window_settle<D, NW, NWP, COLCHECK>(sc, kfc, okc, acc, rs, nt0, colbase, two_r, need_ok, taylor, lane);
+
+  // P.V: the weights of n-tiles 2kk and 2kk+1 are the A fragment of k-step kk.
+#pragma unroll
+  for (int kk = 0; kk < NWP / 2; ++kk) {
     uint32_t pa[4];
-    pa[0] = Mma16<T>::pack(wv[0][0], wv[0][1]);
-    pa[1] = Mma16<T>::pack(wv[0][2], wv[0][3]);
-    pa[2] = Mma16<T>::pack(wv[1][0], wv[1][1]);
-    pa[3] = Mma16<T>::pack(wv[1][2], wv[1][3]);
+    window_weights<T, D, NW, NWP>(sc, kk, rs, inv_fact, taylor, P, pa);
     // Lanes 8m..8m+7 address matrix m: keys +0..7 / +8..15, value columns +0..7 / +8..15.
-    const uint16_t* vrow = vs + ((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8) * ST + (lane >> 4) * 8;
+    const uint16_t* vrow = vs + core_offset<DT>((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
 #pragma unroll
     for (int np = 0; np < D / 16; ++np) {
       uint32_t bv[4];
-      ldmatrix_x4_trans(bv, vrow + np * 16);
+      ldmatrix_x4_trans(bv, vrow + np * 2 * 64);
       Mma16<T>::run(acc[2 * np], pa, bv[0], bv[1]);
       Mma16<T>::run(acc[2 * np + 1], pa, bv[2], bv[3]);
     }
   }
 }
 
+// Before the barrier that publishes a stage: makes this thread's cp.async and plain stores
+// to shared memory visible to the wgmma text stages (the async proxy) of a WG kernel.
+template <bool WG>
+__device__ __forceinline__ void window_publish_fence() {
+#if TA_WGMMA_DEVICE
+  if constexpr (WG) fence_proxy_async();
+#endif
+}
+
+#if TA_WGMMA_DEVICE
+// A text stage (kWindowTextKeys keys, every one computed by every row) on Hopper warpgroup
+// MMA: the four warps of a warpgroup (64 query rows, warp w supplying rows 16 w .. 16 w + 15
+// from its Q fragments) compute S = Q K^T as m64n64k16 wgmmas with K read by descriptor
+// (K-major), settle and weight the scores as window_stage does, and add P V as m64nDk16
+// wgmmas with P from registers and V read by descriptor (MN-major). Each wgmma accumulator's
+// per-warp registers are exactly the mma.sync C layout (wgmma.cuh), so sc and acc are the
+// arrays window_stage uses. Every warp of the block must call it (the wgmmas are warpgroup
+// collectives); warps without queries compute on their zero Q rows (scale factor 0).
+template <class T, int D>
+__device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const uint16_t* vs, const float* kfc,
+                                                     const float* okc, const float* inv_fact,
+                                                     const uint32_t (&qa)[D / 16][4], float (&acc)[D / 8][4],
+                                                     WindowRows& rs, bool need_ok, bool taylor, int P, int lane) {
+  constexpr int KS = D / 16, DT = D / 8, NT = kWindowTextKeys / 8;
+  static_assert(NT == 8, "a text stage is one m64n64 tile of scores");
+  float sc[NT][4];
+#pragma unroll
+  for (int j = 0; j < NT; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+  auto& s_flat = *reinterpret_cast<float(*)[4 * NT]>(&sc[0][0]);
+  auto& acc_flat = *reinterpret_cast<float(*)[4 * DT]>(&acc[0][0]);
+
+  wgmma_fence();
+  pin_acc(s_flat);
+#pragma unroll
+  for (int k = 0; k < KS; ++k) wgmma_attn_rs<T, 0>(s_flat, qa[k], core_desc_kmajor<DT>(ks + k * 2 * 64));
+  wgmma_commit();
+  wgmma_wait<0>();
+  pin_acc(s_flat);
+
+  window_settle<D, NT, NT, false>(sc, kfc, okc, acc, rs, 0, 0, 0u, need_ok, taylor, lane);
+  uint32_t pa[NT / 2][4];
+#pragma unroll
+  for (int kk = 0; kk < NT / 2; ++kk) window_weights<T, D, NT, NT>(sc, kk, rs, inv_fact, taylor, P, pa[kk]);
+
+  wgmma_fence();
+  pin_acc(acc_flat);
+#pragma unroll
+  for (int kk = 0; kk < NT / 2; ++kk) wgmma_attn_rs<T, 1>(acc_flat, pa[kk], core_desc<DT>(vs + kk * 2 * DT * 64));
+  wgmma_commit();
+  wgmma_wait<0>();
+  pin_acc(acc_flat);
+}
+#endif  // TA_WGMMA_DEVICE
+
 // T: __half or __nv_bfloat16 (the inputs' type); D: the slice dims ds and dvs padded to
 // 32, 64 or 128. One block per (unit, tile, key range); blockIdx.x runs over the text
 // blocks of every unit first (the longest, started first), then each unit's grid tiles.
 // Registers (ptxas, sm_90): D=128 248, D=64 201 (one block per SM), D=32 capped at 128
 // for two blocks per SM without spills (D=64 would spill ~100 bytes under that cap).
-template <class T, int D>
+// WG: the text stages on warpgroup MMA (window_text_stage_wg; D = 64 and 128 on an sm_90a
+// build, selected on compute capability 9.0; elsewhere the kernel traps and is never
+// selected); the window stages stay on mma.sync (a warp computes only the 3 n-tiles its
+// queries reach).
+template <class T, int D, bool WG>
 __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(PassArgs a, WindowArgs w) {
+  static_assert(!WG || D >= 64, "the 32-dim kernel has no wgmma text stages");
+#if !TA_WGMMA_DEVICE
+  if constexpr (WG) {
+    __trap();
+    return;
+  }
+#endif
   using L = WindowSmem<D>;
   constexpr int ST = L::ST, KS = D / 16, DT = D / 8, KROWS = L::KROWS;
   extern __shared__ __align__(16) unsigned char window_smem[];
@@ -455,9 +545,9 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   }
   if (plan.stages > 0) stage(stage_keys(plan, walk(0)), 0);
   win_cp_async_commit();
-  for (int e = threadIdx.x; e < 2 * kWindowPadRows * ST; e += kWindowThreads) {
-    const int buf = e / (kWindowPadRows * ST), rem = e % (kWindowPadRows * ST);
-    bufs[buf * L::BUF + (KROWS + KROWS) * ST + rem] = 0;
+  for (int e = threadIdx.x; e < 2 * kWindowPadRows * D; e += kWindowThreads) {
+    const int buf = e / (kWindowPadRows * D), rem = e % (kWindowPadRows * D);
+    bufs[buf * L::BUF + KROWS * ST + KROWS * D + rem] = 0;  // value rows KROWS .. KROWS + 7 (core order)
   }
   if (threadIdx.x < 16) {
     float f = 1.0f;
@@ -466,6 +556,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   }
   win_cp_async_wait_all();
   store_factors(0);
+  window_publish_fence<WG>();
   __syncthreads();
   uint32_t qa[KS][4];
   {
@@ -507,13 +598,22 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     win_cp_async_commit();
 
     const StageKeys k = keys_of(st);
-    const int nt0 = warp_first_ntile(w, plan, k, wr, k.window ? nw_window : kWindowTextKeys / 8);
+    const uint16_t* ks = bufs + cur * L::BUF;
+    const uint16_t* vs = ks + KROWS * ST;
+    const float* kfc = kfs + cur * KROWS;
+    const float* okc = oks + cur * KROWS;
+    const bool need_ok = !taylor && (a.keep != nullptr || k.n < kWindowTextKeys);
+    bool on_wgmma = false;
+#if TA_WGMMA_DEVICE
+    if constexpr (WG) {
+      if (!k.window) {  // block-uniform: every warp joins its warpgroup's wgmmas
+        window_text_stage_wg<T, D>(ks, vs, kfc, okc, inv_fact, qa, acc, rs, need_ok, taylor, w.P, lane);
+        on_wgmma = true;
+      }
+    }
+#endif
+    const int nt0 = on_wgmma ? -1 : warp_first_ntile(w, plan, k, wr, k.window ? nw_window : kWindowTextKeys / 8);
     if (nt0 >= 0) {  // warp-uniform
-      const uint16_t* ks = bufs + cur * L::BUF;
-      const uint16_t* vs = ks + KROWS * ST;
-      const float* kfc = kfs + cur * KROWS;
-      const float* okc = oks + cur * KROWS;
-      const bool need_ok = !taylor && (a.keep != nullptr || k.n < kWindowTextKeys);
       const int colbase = static_cast<int>(k.pc0 + nt0 * 8 - wr.lc0) + 2 * tig - gid;
       // In sub-stages of at most 4 n-tiles (fewer live scores; each has its own
       // stabiliser update, which online softmax allows in any order).
@@ -533,6 +633,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     }
     win_cp_async_wait_all();
     if (more) store_factors(cur ^ 1);
+    window_publish_fence<WG>();
     __syncthreads();
   }
 
