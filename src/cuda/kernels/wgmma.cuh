@@ -51,15 +51,14 @@ __device__ __forceinline__ uint64_t core_desc(const void* p) {
   return ((addr & 0x3FFFFull) >> 4) | (kLbo >> 4) << 16 | (kSbo >> 4) << 32;  // bits 62-63 = 0: no swizzle
 }
 
-// Descriptor of the same core-matrix tile read as a K-major B (the non-transposed B of PTX
-// 9.7.15.5.1: the 8 rows of a core matrix are 8 n, each 16 contiguous bytes of k), for tiles
-// staged as [n][8 CG] rows with k along the rows (keys for Q K^T): LBO (next k-group) = 128
-// bytes, SBO (next 8 n) = CG x 128 bytes.
-template <int CG>
-__device__ __forceinline__ uint64_t core_desc_kmajor(const void* p) {
-  constexpr uint64_t kLbo = 128, kSbo = CG * 128;
+// Descriptor of a no-swizzle tile at p (16-byte aligned shared memory) with explicit byte
+// offsets: for a K-major B (the non-transposed B of PTX 9.7.15.5.1, 8 n rows of 16
+// contiguous k bytes per core matrix) LBO = next core matrix along k, SBO = next 8 n; for an
+// MN-major B (as core_desc) LBO = next 8 k rows, SBO = next 8 columns. Any multiple of 16
+// bytes: the window kernel pads its core matrices to 144 bytes.
+__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
   const uint64_t addr = smem_u32(p);
-  return ((addr & 0x3FFFFull) >> 4) | (kLbo >> 4) << 16 | (kSbo >> 4) << 32;
+  return ((addr & 0x3FFFFull) >> 4) | uint64_t{(lbo >> 4) & 0x3FFFu} << 16 | uint64_t{(sbo >> 4) & 0x3FFFu} << 32;
 }
 
 #if TA_WGMMA_DEVICE
@@ -174,8 +173,8 @@ __device__ __forceinline__ void wgmma_drain(float (&acc)[NS][NT][4]) {
 
 // D (64 x N fp32) += A (64 x 16 of T, registers in the mma.sync A layout) x B (16 x N of T,
 // descriptor) for the window kernel's text stages: R = N / 2 accumulator registers per thread
-// (N = 64 or 128), T = __half or __nv_bfloat16, TNSP_B = 0 for a K-major B (core_desc_kmajor:
-// the keys of Q K^T), 1 for an MN-major one (core_desc: the values of P V). Always accumulates.
+// (N = 64 or 128), T = __half or __nv_bfloat16, TNSP_B = 0 for a K-major B (smem_desc:
+// the keys of Q K^T), 1 for an MN-major one (the values of P V). Always accumulates.
 template <class T, int TNSP_B, int R>
 __device__ __forceinline__ void wgmma_attn_rs(float (&d)[R], const uint32_t (&a)[4], uint64_t b_desc) {
   static_assert(R == 32 || R == 64, "m64n64k16 or m64n128k16");

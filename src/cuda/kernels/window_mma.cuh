@@ -45,19 +45,33 @@ static_assert(kWindowPieceKeys / 8 % 3 == 0, "window stages are sub-stages of 3 
 
 // Shared memory of one block: two stage buffers, each kWindowStageRows key rows then
 // kWindowStageRows + 8 value rows (the last 8 always zero). Keys and values are stored as
-// 8 x 8 core matrices (wgmma.cuh): the 8 elements (row r, columns 8 c .. 8 c + 7) at
-// core_offset<D / 8>(r, c), so an ldmatrix 8x8 matrix is 128 contiguous bytes (distinct
-// banks) and the wgmma text stages read K (K-major) and V (MN-major) by descriptor. The
-// query tile is staged once in the second buffer, in rows padded by 8 elements (ST).
-// Then per stage buffer the keys' scale factors and "attends" flags, and 1/k! for T_P.
+// 8 x 8 core matrices (wgmma.cuh) 144 bytes apart (win_core): an ldmatrix 8x8 matrix is 128
+// contiguous bytes (distinct banks), the wgmma text stages read K (K-major) and V (MN-major)
+// by descriptor with that pitch, and the 16 extra bytes per core matrix put the 8 chunks a
+// row of 8 lanes stages from one 128-byte global line in distinct banks. (Unpadded core
+// matrices, 128 bytes apart, need lanes on 8 rows of one chunk: half-line global reads,
+// measured 26% slower for the whole kernel on the H100.) The query tile is staged once in
+// the second buffer, in rows padded by 8 elements (ST). Then per stage buffer the keys'
+// scale factors and "attends" flags, and 1/k! for T_P.
+// Elements from one core matrix of a stage buffer to the next (128 bytes of data, 16 of pad).
+constexpr int kWindowCorePitch = 72;
+
+// Element offset of the 8-element chunk (row r, column group c) of a stage buffer's keys or
+// values (DT = D / 8 column groups): core matrix (r / 8, c), row r % 8 of it.
+template <int DT>
+__device__ __forceinline__ int win_core(int r, int c) {
+  return ((r >> 3) * DT + c) * kWindowCorePitch + (r & 7) * 8;
+}
+
 template <int D>
 struct WindowSmem {
   static constexpr int ST = D + 8;
+  static constexpr int CST = D / 8 * kWindowCorePitch;  // elements per key row (9 D / 8)
   static constexpr int KROWS = kWindowStageRows;
   static constexpr int VROWS = kWindowStageRows + kWindowPadRows;
-  static constexpr int BUF = (KROWS + VROWS) * ST;  // 16-bit elements of one stage buffer
+  static constexpr int KV = (KROWS + VROWS) * CST, Q = kWindowTileQueries * ST;
+  static constexpr int BUF = KV > Q ? KV : Q;  // 16-bit elements of one stage buffer
   static constexpr size_t bytes = size_t{2} * BUF * 2 + size_t{2} * 2 * KROWS * 4 + 16 * 4;
-  static_assert(KROWS + VROWS >= kWindowTileQueries, "the query tile is staged in one stage buffer");
   static_assert((ST * 2) % 16 == 0, "cp.async and ldmatrix rows are 16-byte aligned");
 };
 
@@ -83,30 +97,29 @@ __device__ __forceinline__ void win_ldmatrix_x4(uint32_t (&r)[4], const void* ro
 }
 
 // Stages buffer rows [0, KROWS) of one stage: the keys (ds of D columns) at dst and the
-// values (dvs) at dst + KROWS * ST, as raw bits in core-matrix order. Row i holds token
+// values (dvs) at dst + KROWS * CST, as raw bits in core-matrix order (win_core). Row i holds token
 // k.tok_first + (i - k.row_first) when k.row_first <= i < k.row_first + k.n and the key
 // attends; other rows, masked keys and the columns past ds / dvs are zeros.
 // Vector path (contiguous aligned rows, widths multiples of 8): each thread owns one
-// 16-byte column chunk and every (256 / (D / 8))-th row (lanes 8 i .. 8 i + 7 of a warp on 8
-// consecutive rows of one chunk: one core matrix, distinct banks), so the loop has a compile-time
+// 16-byte column chunk and every (256 / (D / 8))-th row, so the loop has a compile-time
 // trip count and each row's validity is computed once for both operands. (ncu at 5b3e143: the generic element loop, run twice per stage,
 // was about a third of the kernel's instructions.) Else synchronous element loads.
 template <int D>
 __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int64_t vbase, int ds, int dvs,
                                            int64_t b, const StageKeys& k, uint16_t* dst) {
-  constexpr int ST = WindowSmem<D>::ST, KROWS = WindowSmem<D>::KROWS;
+  constexpr int CST = WindowSmem<D>::CST, KROWS = WindowSmem<D>::KROWS;
   static_assert(KROWS % 8 == 0, "whole core matrices");
   const auto* ksrc = static_cast<const uint16_t*>(a.k.data);
   const auto* vsrc = static_cast<const uint16_t*>(a.v.data);
-  uint16_t* vdst = dst + KROWS * ST;
+  uint16_t* vdst = dst + KROWS * CST;
   const int64_t tok0 = k.tok_first - k.row_first;  // token of buffer row 0 (may be < 0: never read)
   if (a.vec_k && a.vec_v) {
     constexpr int V = D / 8, RPI = kWindowThreads / V;
     static_assert(kWindowThreads % V == 0, "whole rows per pass");
-    const int t = static_cast<int>(threadIdx.x), cg = (t >> 3) % V, c0 = cg * 8, r0 = (t & 7) + 8 * ((t >> 3) / V);
+    const int cg = static_cast<int>(threadIdx.x) % V, c0 = cg * 8, r0 = static_cast<int>(threadIdx.x) / V;
     static_assert(RPI % 8 == 0, "a thread's rows share their place in the core matrices");
     const bool kcol = c0 < ds, vcol = c0 < dvs;
-    const int off0 = core_offset<V>(r0, cg);  // row r0 + it RPI: off0 + it RPI D
+    const int off0 = win_core<V>(r0, cg);  // row r0 + it RPI: off0 + it RPI CST
     if constexpr (window_lazy(D)) {
       // 64- and 128-dim slices: the row offsets advance by one 64-bit add per pass and the
       // mask is looked at only when there is one (ncu at 997deaa: ~56 instructions per
@@ -122,8 +135,8 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
         bool row = static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n);
         if (masked && row) row = key_attends(a, b, tok0 + r);
         const bool kok = row && kcol, vok = row && vcol;
-        win_cp_async16(dst + off0 + it * RPI * D, kok ? ksrc + koff : ksrc, kok ? 16 : 0);
-        win_cp_async16(vdst + off0 + it * RPI * D, vok ? vsrc + voff : vsrc, vok ? 16 : 0);
+        win_cp_async16(dst + off0 + it * RPI * CST, kok ? ksrc + koff : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + off0 + it * RPI * CST, vok ? vsrc + voff : vsrc, vok ? 16 : 0);
         koff += kstep;
         voff += vstep;
       }
@@ -136,8 +149,8 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
             static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) && key_attends(a, b, tok0 + r);
         const int64_t tok = row ? tok0 + r : 0;
         const bool kok = row && kcol, vok = row && vcol;
-        win_cp_async16(dst + off0 + it * RPI * D, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
-        win_cp_async16(vdst + off0 + it * RPI * D, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
+        win_cp_async16(dst + off0 + it * RPI * CST, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + off0 + it * RPI * CST, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
       }
     }
     return;
@@ -148,7 +161,7 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
     uint16_t kv = 0, vv = 0;
     if (row && c < ds) kv = ksrc[kbase + (tok0 + r) * a.k.s2 + c * a.k.s3];
     if (row && c < dvs) vv = vsrc[vbase + (tok0 + r) * a.v.s2 + c * a.v.s3];
-    const int off = core_offset<D / 8>(r, c >> 3) + (c & 7);
+    const int off = win_core<D / 8>(r, c >> 3) + (c & 7);
     dst[off] = kv;
     vdst[off] = vv;
   }
@@ -341,13 +354,13 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
 
   // S = Q K^T: one ldmatrix.x4 gives an n-tile's B fragments for two k-steps (matrix m =
   // lanes 8m..8m+7: column group 4 k2 + m of the n-tile's 8 keys).
-  const uint16_t* krow = ks + core_offset<DT>(nt0 * 8 + (lane & 7), lane >> 3);
+  const uint16_t* krow = ks + win_core<DT>(nt0 * 8 + (lane & 7), lane >> 3);
 #pragma unroll
   for (int k2 = 0; k2 < KS / 2; ++k2) {
 #pragma unroll
     for (int j = 0; j < NW; ++j) {
       uint32_t kb[4];
-      win_ldmatrix_x4(kb, krow + j * DT * 64 + k2 * 4 * 64);
+      win_ldmatrix_x4(kb, krow + (j * DT + k2 * 4) * kWindowCorePitch);
       Mma16<T>::run(sc[j], qa[2 * k2], kb[0], kb[1]);
       if constexpr (kTwoSets) {
         Mma16<T>::run(sb[j], qa[2 * k2 + 1], kb[2], kb[3]);
@@ -371,11 +384,11 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
     uint32_t pa[4];
     window_weights<T, D, NW, NWP>(sc, kk, rs, inv_fact, taylor, P, pa);
     // Lanes 8m..8m+7 address matrix m: keys +0..7 / +8..15, value columns +0..7 / +8..15.
-    const uint16_t* vrow = vs + core_offset<DT>((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
+    const uint16_t* vrow = vs + win_core<DT>((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
 #pragma unroll
     for (int np = 0; np < D / 16; ++np) {
       uint32_t bv[4];
-      ldmatrix_x4_trans(bv, vrow + np * 2 * 64);
+      ldmatrix_x4_trans(bv, vrow + np * 2 * kWindowCorePitch);
       Mma16<T>::run(acc[2 * np], pa, bv[0], bv[1]);
       Mma16<T>::run(acc[2 * np + 1], pa, bv[2], bv[3]);
     }
@@ -405,8 +418,11 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
                                                      const float* okc, const float* inv_fact,
                                                      const uint32_t (&qa)[D / 16][4], float (&acc)[D / 8][4],
                                                      WindowRows& rs, bool need_ok, bool taylor, int P, int lane) {
-  constexpr int KS = D / 16, DT = D / 8, NT = kWindowTextKeys / 8;
+  constexpr int KS = D / 16, DT = D / 8, NT = kWindowTextKeys / 8, kPitch = kWindowCorePitch;
   static_assert(NT == 8, "a text stage is one m64n64 tile of scores");
+  // Descriptors (wgmma.cuh) with the 144-byte core-matrix pitch: K-major keys, LBO (next 8
+  // columns of d) = 144 bytes, SBO (next 8 keys) = DT x 144; MN-major values, LBO (next 8
+  // keys) = DT x 144, SBO (next 8 value columns) = 144.
   float sc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
@@ -416,7 +432,7 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
   wgmma_fence();
   pin_acc(s_flat);
 #pragma unroll
-  for (int k = 0; k < KS; ++k) wgmma_attn_rs<T, 0>(s_flat, qa[k], core_desc_kmajor<DT>(ks + k * 2 * 64));
+  for (int k = 0; k < KS; ++k) wgmma_attn_rs<T, 0>(s_flat, qa[k], smem_desc(ks + k * 2 * kPitch, kPitch * 2, DT * kPitch * 2));
   wgmma_commit();
   wgmma_wait<0>();
   pin_acc(s_flat);
@@ -429,7 +445,9 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
   wgmma_fence();
   pin_acc(acc_flat);
 #pragma unroll
-  for (int kk = 0; kk < NT / 2; ++kk) wgmma_attn_rs<T, 1>(acc_flat, pa[kk], core_desc<DT>(vs + kk * 2 * DT * 64));
+  for (int kk = 0; kk < NT / 2; ++kk) {
+    wgmma_attn_rs<T, 1>(acc_flat, pa[kk], smem_desc(vs + kk * 2 * DT * kPitch, DT * kPitch * 2, kPitch * 2));
+  }
   wgmma_commit();
   wgmma_wait<0>();
   pin_acc(acc_flat);
@@ -455,7 +473,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   }
 #endif
   using L = WindowSmem<D>;
-  constexpr int ST = L::ST, KS = D / 16, DT = D / 8, KROWS = L::KROWS;
+  constexpr int ST = L::ST, CST = L::CST, KS = D / 16, DT = D / 8, KROWS = L::KROWS;
   extern __shared__ __align__(16) unsigned char window_smem[];
   uint16_t* bufs = reinterpret_cast<uint16_t*>(window_smem);  // [2][BUF]
   float* kfs = reinterpret_cast<float*>(bufs + 2 * L::BUF);    // [2][KROWS] scale factor, 0 for no key
@@ -545,9 +563,9 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   }
   if (plan.stages > 0) stage(stage_keys(plan, walk(0)), 0);
   win_cp_async_commit();
-  for (int e = threadIdx.x; e < 2 * kWindowPadRows * D; e += kWindowThreads) {
-    const int buf = e / (kWindowPadRows * D), rem = e % (kWindowPadRows * D);
-    bufs[buf * L::BUF + KROWS * ST + KROWS * D + rem] = 0;  // value rows KROWS .. KROWS + 7 (core order)
+  for (int e = threadIdx.x; e < 2 * kWindowPadRows * CST; e += kWindowThreads) {
+    const int buf = e / (kWindowPadRows * CST), rem = e % (kWindowPadRows * CST);
+    bufs[buf * L::BUF + KROWS * CST + KROWS * CST + rem] = 0;  // value rows KROWS .. KROWS + 7
   }
   if (threadIdx.x < 16) {
     float f = 1.0f;
@@ -599,7 +617,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
 
     const StageKeys k = keys_of(st);
     const uint16_t* ks = bufs + cur * L::BUF;
-    const uint16_t* vs = ks + KROWS * ST;
+    const uint16_t* vs = ks + KROWS * CST;
     const float* kfc = kfs + cur * KROWS;
     const float* okc = oks + cur * KROWS;
     const bool need_ok = !taylor && (a.keep != nullptr || k.n < kWindowTextKeys);
