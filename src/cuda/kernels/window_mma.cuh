@@ -66,16 +66,23 @@ __device__ __forceinline__ int win_core(int r, int c) {
 template <int D>
 struct WindowSmem {
   static constexpr int ST = D + 8;
-  static constexpr int CST = D / 8 * kWindowCorePitch;  // elements per key row (9 D / 8)
+  static constexpr int CST = D / 8 * kWindowCorePitch / 8;  // elements per key row (9 D / 8)
   static constexpr int KROWS = kWindowStageRows;
   static constexpr int VROWS = kWindowStageRows + kWindowPadRows;
   static constexpr int KV = (KROWS + VROWS) * CST, Q = kWindowTileQueries * ST;
   static constexpr int BUF = KV > Q ? KV : Q;  // 16-bit elements of one stage buffer
   static constexpr size_t bytes = size_t{2} * BUF * 2 + size_t{2} * 2 * KROWS * 4 + 16 * 4;
   static_assert((ST * 2) % 16 == 0, "cp.async and ldmatrix rows are 16-byte aligned");
+  static_assert(CST * 8 == D / 8 * kWindowCorePitch, "8 key rows are D / 8 core matrices");
 };
 
 __device__ __forceinline__ uint32_t win_lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// Dynamic plus static (the stage cache) shared memory within the opt-in limit of every
+// supported card (99 KB on sm_86 / sm_89 / sm_120).
+static_assert(WindowSmem<128>::bytes + 2560 <= 101376 && WindowSmem<64>::bytes <= WindowSmem<128>::bytes &&
+                  WindowSmem<32>::bytes <= WindowSmem<64>::bytes,
+              "window kernel shared memory fits every card");
 
 // 16-byte global -> shared copy that bypasses registers; src_bytes = 0 writes 16 zero
 // bytes and reads nothing.
