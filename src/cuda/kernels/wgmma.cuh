@@ -61,6 +61,14 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
   return ((addr & 0x3FFFFull) >> 4) | uint64_t{(lbo >> 4) & 0x3FFFu} << 16 | uint64_t{(sbo >> 4) & 0x3FFFu} << 32;
 }
 
+// The same for a tile in the 128-byte swizzle layout (bits 62-63 = 1): rows of 128 bytes,
+// 8-row atoms of 1024 bytes at 1024-byte aligned addresses, the 16-byte chunks of row r at
+// position chunk ^ (r % 8). K-major: SBO = next 8 rows (n), LBO unused; MN-major: SBO =
+// next 8 rows (k), LBO = next 64 columns (the next 128-byte block of every row).
+__device__ __forceinline__ uint64_t smem_desc_sw128(const void* p, uint32_t lbo, uint32_t sbo) {
+  return smem_desc(p, lbo, sbo) | uint64_t{1} << 62;
+}
+
 #if TA_WGMMA_DEVICE
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }

@@ -44,36 +44,37 @@ static_assert(kWindowTextKeys % 32 == 0, "text stages are sub-stages of 4 n-tile
 static_assert(kWindowPieceKeys / 8 % 3 == 0, "window stages are sub-stages of 3 n-tiles");
 
 // Shared memory of one block: two stage buffers, each kWindowStageRows key rows then
-// kWindowStageRows + 8 value rows (the last 8 always zero). Keys and values are stored as
-// 8 x 8 core matrices (wgmma.cuh) 144 bytes apart (win_core): an ldmatrix 8x8 matrix is 128
-// contiguous bytes (distinct banks), the wgmma text stages read K (K-major) and V (MN-major)
-// by descriptor with that pitch, and the 16 extra bytes per core matrix put the 8 chunks a
-// row of 8 lanes stages from one 128-byte global line in distinct banks. (Unpadded core
-// matrices, 128 bytes apart, need lanes on 8 rows of one chunk: half-line global reads,
-// measured 26% slower for the whole kernel on the H100.) The query tile is staged once in
-// the second buffer, in rows padded by 8 elements (ST). Then per stage buffer the keys'
-// scale factors and "attends" flags, and 1/k! for T_P.
-// Elements from one core matrix of a stage buffer to the next (128 bytes of data, 16 of pad).
-constexpr int kWindowCorePitch = 72;
+// kWindowStageRows + 8 value rows (the last 8 always zero). Keys and values are stored in
+// wgmma's 128-byte-swizzle layout (win_sw): each row cut into 128-byte blocks of 64
+// elements (D = 128: two; D <= 64: one, half used at D = 32), a region (keys or values) block
+// after block, the eight 16-byte chunks of a block row permuted by XOR with the row's low 3
+// bits. So a warp stages two rows into four 128-byte lines of shared memory from four full
+// global lines, an ldmatrix 8x8 matrix (8 rows, one chunk) hits 8 distinct bank groups, and
+// the wgmma text stages read K (K-major) and V (MN-major) by swizzled descriptors. (Measured
+// on the H100: 8 x 8 core matrices, padded or not, made the kernel 26% slower than rows
+// padded by 16 bytes, whatever the staging order; this layout keeps rows contiguous.) The
+// query tile is staged once in the second buffer, in rows padded by 8 elements (ST). Then per
+// stage buffer the keys' scale factors and "attends" flags, and 1/k! for T_P. The buffers
+// start 1024-byte aligned (the swizzle atom, 8 rows x 128 bytes).
 
-// Element offset of the 8-element chunk (row r, column group c) of a stage buffer's keys or
-// values (DT = D / 8 column groups): core matrix (r / 8, c), row r % 8 of it.
-template <int DT>
-__device__ __forceinline__ int win_core(int r, int c) {
-  return ((r >> 3) * DT + c) * kWindowCorePitch + (r & 7) * 8;
+// Element offset of the 8-element chunk (row r, chunk ch) in a region of ROWS rows.
+template <int ROWS>
+__device__ __forceinline__ int win_sw(int r, int ch) {
+  return (ch >> 3) * ROWS * 64 + r * 64 + (((ch & 7) ^ (r & 7)) << 3);
 }
 
 template <int D>
 struct WindowSmem {
   static constexpr int ST = D + 8;
-  static constexpr int CST = D / 8 * kWindowCorePitch / 8;  // elements per key row (9 D / 8)
+  static constexpr int BLOCKS = D > 64 ? D / 64 : 1;  // 128-byte blocks per key row
   static constexpr int KROWS = kWindowStageRows;
   static constexpr int VROWS = kWindowStageRows + kWindowPadRows;
-  static constexpr int KV = (KROWS + VROWS) * CST, Q = kWindowTileQueries * ST;
-  static constexpr int BUF = KV > Q ? KV : Q;  // 16-bit elements of one stage buffer
-  static constexpr size_t bytes = size_t{2} * BUF * 2 + size_t{2} * 2 * KROWS * 4 + 16 * 4;
+  static constexpr int KV = BLOCKS * KROWS * 64;  // elements of the key region (values follow)
+  static constexpr int BUF = BLOCKS * (KROWS + VROWS) * 64;  // 16-bit elements of one stage buffer
+  static constexpr size_t bytes = 1024 + size_t{2} * BUF * 2 + size_t{2} * 2 * KROWS * 4 + 16 * 4;
   static_assert((ST * 2) % 16 == 0, "cp.async and ldmatrix rows are 16-byte aligned");
-  static_assert(CST * 8 == D / 8 * kWindowCorePitch, "8 key rows are D / 8 core matrices");
+  static_assert(kWindowTileQueries * ST <= BUF, "the query tile is staged in one stage buffer");
+  static_assert(KROWS % 8 == 0 && VROWS % 8 == 0 && BUF * 2 % 1024 == 0, "whole swizzle atoms");
 };
 
 __device__ __forceinline__ uint32_t win_lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
@@ -104,7 +105,7 @@ __device__ __forceinline__ void win_ldmatrix_x4(uint32_t (&r)[4], const void* ro
 }
 
 // Stages buffer rows [0, KROWS) of one stage: the keys (ds of D columns) at dst and the
-// values (dvs) at dst + KROWS * CST, as raw bits in core-matrix order (win_core). Row i holds token
+// values (dvs) at dst + KV, as raw bits in the swizzled layout (win_sw). Row i holds token
 // k.tok_first + (i - k.row_first) when k.row_first <= i < k.row_first + k.n and the key
 // attends; other rows, masked keys and the columns past ds / dvs are zeros.
 // Vector path (contiguous aligned rows, widths multiples of 8): each thread owns one
@@ -114,19 +115,18 @@ __device__ __forceinline__ void win_ldmatrix_x4(uint32_t (&r)[4], const void* ro
 template <int D>
 __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int64_t vbase, int ds, int dvs,
                                            int64_t b, const StageKeys& k, uint16_t* dst) {
-  constexpr int CST = WindowSmem<D>::CST, KROWS = WindowSmem<D>::KROWS;
-  static_assert(KROWS % 8 == 0, "whole core matrices");
+  constexpr int KROWS = WindowSmem<D>::KROWS, VROWS = WindowSmem<D>::VROWS;
   const auto* ksrc = static_cast<const uint16_t*>(a.k.data);
   const auto* vsrc = static_cast<const uint16_t*>(a.v.data);
-  uint16_t* vdst = dst + KROWS * CST;
+  uint16_t* vdst = dst + WindowSmem<D>::KV;
   const int64_t tok0 = k.tok_first - k.row_first;  // token of buffer row 0 (may be < 0: never read)
   if (a.vec_k && a.vec_v) {
     constexpr int V = D / 8, RPI = kWindowThreads / V;
     static_assert(kWindowThreads % V == 0, "whole rows per pass");
     const int cg = static_cast<int>(threadIdx.x) % V, c0 = cg * 8, r0 = static_cast<int>(threadIdx.x) / V;
-    static_assert(RPI % 8 == 0, "a thread's rows share their place in the core matrices");
+    static_assert(RPI % 8 == 0, "a thread's rows share their swizzle");
     const bool kcol = c0 < ds, vcol = c0 < dvs;
-    const int off0 = win_core<V>(r0, cg);  // row r0 + it RPI: off0 + it RPI CST
+    const int koff0 = win_sw<KROWS>(r0, cg), voff0 = win_sw<VROWS>(r0, cg);  // row r0 + it RPI: + it RPI 64
     if constexpr (window_lazy(D)) {
       // 64- and 128-dim slices: the row offsets advance by one 64-bit add per pass and the
       // mask is looked at only when there is one (ncu at 997deaa: ~56 instructions per
@@ -142,8 +142,8 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
         bool row = static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n);
         if (masked && row) row = key_attends(a, b, tok0 + r);
         const bool kok = row && kcol, vok = row && vcol;
-        win_cp_async16(dst + off0 + it * RPI * CST, kok ? ksrc + koff : ksrc, kok ? 16 : 0);
-        win_cp_async16(vdst + off0 + it * RPI * CST, vok ? vsrc + voff : vsrc, vok ? 16 : 0);
+        win_cp_async16(dst + koff0 + it * RPI * 64, kok ? ksrc + koff : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + voff0 + it * RPI * 64, vok ? vsrc + voff : vsrc, vok ? 16 : 0);
         koff += kstep;
         voff += vstep;
       }
@@ -156,8 +156,8 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
             static_cast<unsigned>(r - k.row_first) < static_cast<unsigned>(k.n) && key_attends(a, b, tok0 + r);
         const int64_t tok = row ? tok0 + r : 0;
         const bool kok = row && kcol, vok = row && vcol;
-        win_cp_async16(dst + off0 + it * RPI * CST, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
-        win_cp_async16(vdst + off0 + it * RPI * CST, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
+        win_cp_async16(dst + koff0 + it * RPI * 64, kok ? ksrc + kbase + tok * a.k.s2 + c0 : ksrc, kok ? 16 : 0);
+        win_cp_async16(vdst + voff0 + it * RPI * 64, vok ? vsrc + vbase + tok * a.v.s2 + c0 : vsrc, vok ? 16 : 0);
       }
     }
     return;
@@ -168,9 +168,8 @@ __device__ __forceinline__ void stage_kv16(const PassArgs& a, int64_t kbase, int
     uint16_t kv = 0, vv = 0;
     if (row && c < ds) kv = ksrc[kbase + (tok0 + r) * a.k.s2 + c * a.k.s3];
     if (row && c < dvs) vv = vsrc[vbase + (tok0 + r) * a.v.s2 + c * a.v.s3];
-    const int off = win_core<D / 8>(r, c >> 3) + (c & 7);
-    dst[off] = kv;
-    vdst[off] = vv;
+    dst[win_sw<KROWS>(r, c >> 3) + (c & 7)] = kv;
+    vdst[win_sw<VROWS>(r, c >> 3) + (c & 7)] = vv;
   }
 }
 
@@ -350,7 +349,7 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
                                              const float* okc, const float* inv_fact, const uint32_t (&qa)[D / 16][4],
                                              float (&acc)[D / 8][4], WindowRows& rs, int nt0, int colbase,
                                              unsigned two_r, bool need_ok, bool taylor, int P, int lane) {
-  constexpr int KS = D / 16, DT = D / 8, NWP = (NW + 1) / 2 * 2;
+  constexpr int KS = D / 16, NWP = (NW + 1) / 2 * 2;
   // Few n-tiles: two accumulator sets (even and odd k-steps) for more mma in flight.
   constexpr bool kTwoSets = NW <= 4;
   float sc[NWP][4], sb[kTwoSets ? NW : 1][4];
@@ -361,13 +360,17 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
 
   // S = Q K^T: one ldmatrix.x4 gives an n-tile's B fragments for two k-steps (matrix m =
   // lanes 8m..8m+7: column group 4 k2 + m of the n-tile's 8 keys).
-  const uint16_t* krow = ks + win_core<DT>(nt0 * 8 + (lane & 7), lane >> 3);
+  constexpr int KROWS = WindowSmem<D>::KROWS, VROWS = WindowSmem<D>::VROWS;
+  // Row nt0 8 + (lane & 7) of n-tile 0; chunk 4 k2 + m of it at block k2 / 2, slot
+  // (4 (k2 & 1) + m) ^ (lane & 7) = xk ^ 4 (k2 & 1).
+  const uint16_t* krow = ks + (nt0 * 8 + (lane & 7)) * 64;
+  const int xk = ((lane >> 3) ^ (lane & 7)) << 3;
 #pragma unroll
   for (int k2 = 0; k2 < KS / 2; ++k2) {
 #pragma unroll
     for (int j = 0; j < NW; ++j) {
       uint32_t kb[4];
-      win_ldmatrix_x4(kb, krow + (j * DT + k2 * 4) * kWindowCorePitch);
+      win_ldmatrix_x4(kb, krow + j * 8 * 64 + (k2 >> 1) * KROWS * 64 + (xk ^ ((k2 & 1) << 5)));
       Mma16<T>::run(sc[j], qa[2 * k2], kb[0], kb[1]);
       if constexpr (kTwoSets) {
         Mma16<T>::run(sb[j], qa[2 * k2 + 1], kb[2], kb[3]);
@@ -391,11 +394,14 @@ __device__ __forceinline__ void window_stage(const uint16_t* ks, const uint16_t*
     uint32_t pa[4];
     window_weights<T, D, NW, NWP>(sc, kk, rs, inv_fact, taylor, P, pa);
     // Lanes 8m..8m+7 address matrix m: keys +0..7 / +8..15, value columns +0..7 / +8..15.
-    const uint16_t* vrow = vs + win_core<DT>((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
+    // Key (nt0 + 2 kk) 8 + (lane & 7) + 8 ((lane >> 3) & 1); chunk 2 np + (lane >> 4) of it at
+    // block np / 4, slot (2 (np & 3)) ^ xv.
+    const uint16_t* vrow = vs + ((nt0 + 2 * kk) * 8 + (lane & 7) + ((lane >> 3) & 1) * 8) * 64;
+    const int xv = (lane >> 4) ^ (lane & 7);
 #pragma unroll
     for (int np = 0; np < D / 16; ++np) {
       uint32_t bv[4];
-      ldmatrix_x4_trans(bv, vrow + np * 2 * kWindowCorePitch);
+      ldmatrix_x4_trans(bv, vrow + (np >> 2) * VROWS * 64 + (((2 * (np & 3)) ^ xv) << 3));
       Mma16<T>::run(acc[2 * np], pa, bv[0], bv[1]);
       Mma16<T>::run(acc[2 * np + 1], pa, bv[2], bv[3]);
     }
@@ -425,11 +431,14 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
                                                      const float* okc, const float* inv_fact,
                                                      const uint32_t (&qa)[D / 16][4], float (&acc)[D / 8][4],
                                                      WindowRows& rs, bool need_ok, bool taylor, int P, int lane) {
-  constexpr int KS = D / 16, DT = D / 8, NT = kWindowTextKeys / 8, kPitch = kWindowCorePitch;
+  constexpr int KS = D / 16, DT = D / 8, NT = kWindowTextKeys / 8;
+  constexpr int KROWS = WindowSmem<D>::KROWS, VROWS = WindowSmem<D>::VROWS;
   static_assert(NT == 8, "a text stage is one m64n64 tile of scores");
-  // Descriptors (wgmma.cuh) with the 144-byte core-matrix pitch: K-major keys, LBO (next 8
-  // columns of d) = 144 bytes, SBO (next 8 keys) = DT x 144; MN-major values, LBO (next 8
-  // keys) = DT x 144, SBO (next 8 value columns) = 144.
+  // 128-byte-swizzle descriptors (wgmma.cuh) of win_sw's layout. Keys, K-major: k-step k is
+  // 32 bytes into block k / 4 (the hardware swizzles by address inside the 1024-byte atom),
+  // SBO (next 8 keys) = 1024 bytes, LBO unused. Values, MN-major: keys 16 kk .. 16 kk + 15
+  // are two atoms from kk 2048 bytes on, SBO (next 8 keys) = 1024 bytes, LBO (next 64 value
+  // columns) = one block of VROWS rows.
   float sc[NT][4];
 #pragma unroll
   for (int j = 0; j < NT; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
@@ -439,7 +448,9 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
   wgmma_fence();
   pin_acc(s_flat);
 #pragma unroll
-  for (int k = 0; k < KS; ++k) wgmma_attn_rs<T, 0>(s_flat, qa[k], smem_desc(ks + k * 2 * kPitch, kPitch * 2, DT * kPitch * 2));
+  for (int k = 0; k < KS; ++k) {
+    wgmma_attn_rs<T, 0>(s_flat, qa[k], smem_desc_sw128(ks + (k >> 2) * KROWS * 64 + (k & 3) * 16, 16, 1024));
+  }
   wgmma_commit();
   wgmma_wait<0>();
   pin_acc(s_flat);
@@ -453,7 +464,7 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
   pin_acc(acc_flat);
 #pragma unroll
   for (int kk = 0; kk < NT / 2; ++kk) {
-    wgmma_attn_rs<T, 1>(acc_flat, pa[kk], smem_desc(vs + kk * 2 * DT * kPitch, DT * kPitch * 2, kPitch * 2));
+    wgmma_attn_rs<T, 1>(acc_flat, pa[kk], smem_desc_sw128(vs + kk * 16 * 64, VROWS * 128, 1024));
   }
   wgmma_commit();
   wgmma_wait<0>();
@@ -480,9 +491,10 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   }
 #endif
   using L = WindowSmem<D>;
-  constexpr int ST = L::ST, CST = L::CST, KS = D / 16, DT = D / 8, KROWS = L::KROWS;
+  constexpr int ST = L::ST, KS = D / 16, DT = D / 8, KROWS = L::KROWS, VROWS = L::VROWS;
   extern __shared__ __align__(16) unsigned char window_smem[];
-  uint16_t* bufs = reinterpret_cast<uint16_t*>(window_smem);  // [2][BUF]
+  // [2][BUF] from the first 1024-byte boundary (the bytes reserve it).
+  uint16_t* bufs = reinterpret_cast<uint16_t*>(window_smem + ((1024 - (smem_u32(window_smem) & 1023)) & 1023));
   float* kfs = reinterpret_cast<float*>(bufs + 2 * L::BUF);    // [2][KROWS] scale factor, 0 for no key
   float* oks = kfs + 2 * KROWS;                                // [2][KROWS] 1 for a key that attends
   float* inv_fact = oks + 2 * KROWS;                           // [16] 1/k!
@@ -570,9 +582,10 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   }
   if (plan.stages > 0) stage(stage_keys(plan, walk(0)), 0);
   win_cp_async_commit();
-  for (int e = threadIdx.x; e < 2 * kWindowPadRows * CST; e += kWindowThreads) {
-    const int buf = e / (kWindowPadRows * CST), rem = e % (kWindowPadRows * CST);
-    bufs[buf * L::BUF + KROWS * CST + KROWS * CST + rem] = 0;  // value rows KROWS .. KROWS + 7
+  for (int e = threadIdx.x; e < 2 * L::BLOCKS * kWindowPadRows * 64; e += kWindowThreads) {
+    const int buf = e / (L::BLOCKS * kWindowPadRows * 64), rem = e % (L::BLOCKS * kWindowPadRows * 64);
+    const int blk = rem / (kWindowPadRows * 64), at = rem % (kWindowPadRows * 64);
+    bufs[buf * L::BUF + L::KV + blk * VROWS * 64 + KROWS * 64 + at] = 0;  // value rows KROWS .. KROWS + 7
   }
   if (threadIdx.x < 16) {
     float f = 1.0f;
@@ -624,7 +637,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
 
     const StageKeys k = keys_of(st);
     const uint16_t* ks = bufs + cur * L::BUF;
-    const uint16_t* vs = ks + KROWS * CST;
+    const uint16_t* vs = ks + L::KV;
     const float* kfc = kfs + cur * KROWS;
     const float* okc = oks + cur * KROWS;
     const bool need_ok = !taylor && (a.keep != nullptr || k.n < kWindowTextKeys);
