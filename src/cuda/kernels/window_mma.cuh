@@ -550,7 +550,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   };
 
   // Prologue: the query tile (buffer row 16 w + l: warp w's query l) into buffer 1,
-  // stage 0 into buffer 0, the values' pad rows (never staged) zeroed, 1/k!.
+  // stage 0 into buffer 0, buffer 0's value pad rows (never staged) zeroed, 1/k!.
   {
     uint16_t* qdst = bufs + L::BUF;
     const auto* src = static_cast<const uint16_t*>(a.q.data);
@@ -582,11 +582,15 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   }
   if (plan.stages > 0) stage(stage_keys(plan, walk(0)), 0);
   win_cp_async_commit();
-  for (int e = threadIdx.x; e < 2 * L::BLOCKS * kWindowPadRows * 64; e += kWindowThreads) {
-    const int buf = e / (L::BLOCKS * kWindowPadRows * 64), rem = e % (L::BLOCKS * kWindowPadRows * 64);
-    const int blk = rem / (kWindowPadRows * 64), at = rem % (kWindowPadRows * 64);
-    bufs[buf * L::BUF + L::KV + blk * VROWS * 64 + KROWS * 64 + at] = 0;  // value rows KROWS .. KROWS + 7
-  }
+  // Value rows KROWS .. KROWS + 7 of a buffer (never staged) to zeros: buffer 0's now,
+  // buffer 1's once the query tile (which may cover them) is in registers.
+  auto zero_pad_rows = [&](int buf) {
+    for (int e = threadIdx.x; e < L::BLOCKS * kWindowPadRows * 64; e += kWindowThreads) {
+      const int blk = e / (kWindowPadRows * 64), at = e % (kWindowPadRows * 64);
+      bufs[buf * L::BUF + L::KV + blk * VROWS * 64 + KROWS * 64 + at] = 0;
+    }
+  };
+  zero_pad_rows(0);
   if (threadIdx.x < 16) {
     float f = 1.0f;
     for (int k = 2; k <= static_cast<int>(threadIdx.x); ++k) f *= static_cast<float>(k);
@@ -609,6 +613,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     }
   }
   __syncthreads();  // buffer 1 is free for stage 1
+  zero_pad_rows(1);  // published by the barrier that ends stage 0, before stage 1 reads it
 
   // This thread's two query rows: tile columns lc and lc + 8 of the warp's row.
   const int lc1 = wr.lc0 + gid;
