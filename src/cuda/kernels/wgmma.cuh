@@ -1,4 +1,5 @@
-// Hopper warpgroup MMA (wgmma, sm_90a only) for the prefix x block passes: the B operand is
+// Hopper warpgroup MMA (wgmma, sm_90a only) for the prefix x block passes (and, with
+// wgmma_attn_rs and the swizzled descriptors, the window kernel's text stages): the B operand is
 // read by the tensor cores from shared memory through a descriptor, A comes from registers
 // in the mma.sync A layout (each warp of the warpgroup supplies 16 rows), and the MMAs run
 // asynchronously while the warps build the next A. dev/cuda (v4, v5) validated every fact
