@@ -63,11 +63,7 @@ __device__ __forceinline__ int win_sw(int r, int ch) {
   return (ch >> 3) * ROWS * 64 + r * 64 + (((ch & 7) ^ (r & 7)) << 3);
 }
 
-// Stage buffers in flight: 3 for the wgmma kernels (sm_90: 227 KB of shared memory; two
-// stages of loads in flight), 2 elsewhere (the 99 KB opt-in limit of sm_86 / sm_89 / sm_120).
-constexpr int window_buffers(bool wg) { return wg ? 3 : 2; }
-
-template <int D, int NB = 2>
+template <int D>
 struct WindowSmem {
   static constexpr int ST = D + 8;
   static constexpr int BLOCKS = D > 64 ? D / 64 : 1;  // 128-byte blocks per key row
@@ -75,7 +71,7 @@ struct WindowSmem {
   static constexpr int VROWS = kWindowStageRows + kWindowPadRows;
   static constexpr int KV = BLOCKS * KROWS * 64;  // elements of the key region (values follow)
   static constexpr int BUF = BLOCKS * (KROWS + VROWS) * 64;  // 16-bit elements of one stage buffer
-  static constexpr size_t bytes = 1024 + size_t{NB} * BUF * 2 + size_t{NB} * 2 * KROWS * 4 + 16 * 4;
+  static constexpr size_t bytes = 1024 + size_t{2} * BUF * 2 + size_t{2} * 2 * KROWS * 4 + 16 * 4;
   static_assert((ST * 2) % 16 == 0, "cp.async and ldmatrix rows are 16-byte aligned");
   static_assert(kWindowTileQueries * ST <= BUF, "the query tile is staged in one stage buffer");
   static_assert(KROWS % 8 == 0 && VROWS % 8 == 0 && BUF * 2 % 1024 == 0, "whole swizzle atoms");
@@ -84,12 +80,10 @@ struct WindowSmem {
 __device__ __forceinline__ uint32_t win_lds32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 // Dynamic plus static (the stage cache) shared memory within the opt-in limit of every
-// supported card (99 KB on sm_86 / sm_89 / sm_120) with two buffers, and of sm_90 (227 KB)
-// with three.
+// supported card (99 KB on sm_86 / sm_89 / sm_120).
 static_assert(WindowSmem<128>::bytes + 2560 <= 101376 && WindowSmem<64>::bytes <= WindowSmem<128>::bytes &&
                   WindowSmem<32>::bytes <= WindowSmem<64>::bytes,
               "window kernel shared memory fits every card");
-static_assert(WindowSmem<128, window_buffers(true)>::bytes + 2560 <= 232448, "three buffers fit sm_90");
 
 // 16-byte global -> shared copy that bypasses registers; src_bytes = 0 writes 16 zero
 // bytes and reads nothing.
@@ -99,10 +93,6 @@ __device__ __forceinline__ void win_cp_async16(void* smem, const void* gmem, int
 }
 __device__ __forceinline__ void win_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void win_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void win_cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
 
 // Four 8x8 16-bit matrices from shared memory: lanes 8m..8m+7 give the row addresses of
 // matrix m, register m receives its fragment (the B operand of mma.m16n8k16 from a
@@ -500,15 +490,14 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     return;
   }
 #endif
-  constexpr int NB = window_buffers(WG);
-  using L = WindowSmem<D, NB>;
+  using L = WindowSmem<D>;
   constexpr int ST = L::ST, KS = D / 16, DT = D / 8, KROWS = L::KROWS, VROWS = L::VROWS;
   extern __shared__ __align__(16) unsigned char window_smem[];
-  // [NB][BUF] from the first 1024-byte boundary (the bytes reserve it).
+  // [2][BUF] from the first 1024-byte boundary (the bytes reserve it).
   uint16_t* bufs = reinterpret_cast<uint16_t*>(window_smem + ((1024 - (smem_u32(window_smem) & 1023)) & 1023));
-  float* kfs = reinterpret_cast<float*>(bufs + NB * L::BUF);   // [NB][KROWS] scale factor, 0 for no key
-  float* oks = kfs + NB * KROWS;                               // [NB][KROWS] 1 for a key that attends
-  float* inv_fact = oks + NB * KROWS;                          // [16] 1/k!
+  float* kfs = reinterpret_cast<float*>(bufs + 2 * L::BUF);    // [2][KROWS] scale factor, 0 for no key
+  float* oks = kfs + 2 * KROWS;                                // [2][KROWS] 1 for a key that attends
+  float* inv_fact = oks + 2 * KROWS;                           // [16] 1/k!
 
   const Geometry& g = a.g;
   const int ds = g.ds, dvs = g.dvs;
@@ -537,7 +526,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   const int64_t vbase = b * a.v.s0 + h * a.v.s1 + s * static_cast<int64_t>(dvs) * a.v.s3;
   const float* kf = a.kfac + unit_local * g.Nk;
 
-  // Thread t < KROWS loads key t's scale factor and flag for the stage it stages into
+  // Thread t < KROWS loads key t's scale factor and flag for the next stage into
   // registers; they go to shared memory after the current stage's math.
   float kf_next = 0.0f, ok_next = 0.0f;
   auto fetch_factors = [&](const StageKeys& k) {
@@ -560,11 +549,10 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     fetch_factors(k);
   };
 
-  // Prologue: the query tile (buffer row 16 w + l: warp w's query l) into the last buffer,
-  // stages 0 .. NB - 2 into the others, their value pad rows (never staged) zeroed, 1/k!.
-  constexpr int QBUF = NB - 1;
+  // Prologue: the query tile (buffer row 16 w + l: warp w's query l) into buffer 1,
+  // stage 0 into buffer 0, buffer 0's value pad rows (never staged) zeroed, 1/k!.
   {
-    uint16_t* qdst = bufs + QBUF * L::BUF;
+    uint16_t* qdst = bufs + L::BUF;
     const auto* src = static_cast<const uint16_t*>(a.q.data);
     constexpr int V = D / 8;
     for (int e = threadIdx.x; e < kWindowTileQueries * (a.vec_q ? V : D); e += kWindowThreads) {
@@ -592,34 +580,29 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   if (cached) {
     for (int64_t st = threadIdx.x; st < plan.stages; st += kWindowThreads) stage_cache[st] = stage_keys(plan, walk(st));
   }
-  // Value rows KROWS .. KROWS + 7 of a buffer (never staged) to zeros: the stage buffers'
-  // now, the query buffer's once the query tile (which may cover them) is in registers.
+  if (plan.stages > 0) stage(stage_keys(plan, walk(0)), 0);
+  win_cp_async_commit();
+  // Value rows KROWS .. KROWS + 7 of a buffer (never staged) to zeros: buffer 0's now,
+  // buffer 1's once the query tile (which may cover them) is in registers.
   auto zero_pad_rows = [&](int buf) {
     for (int e = threadIdx.x; e < L::BLOCKS * kWindowPadRows * 64; e += kWindowThreads) {
       const int blk = e / (kWindowPadRows * 64), at = e % (kWindowPadRows * 64);
       bufs[buf * L::BUF + L::KV + blk * VROWS * 64 + KROWS * 64 + at] = 0;
     }
   };
-#pragma unroll
-  for (int s0 = 0; s0 < NB - 1; ++s0) {
-    if (s0 < plan.stages) {
-      stage(stage_keys(plan, walk(s0)), s0);
-      store_factors(s0);
-    }
-    win_cp_async_commit();  // one group per stage, empty ones included: the waits count groups
-    zero_pad_rows(s0);
-  }
+  zero_pad_rows(0);
   if (threadIdx.x < 16) {
     float f = 1.0f;
     for (int k = 2; k <= static_cast<int>(threadIdx.x); ++k) f *= static_cast<float>(k);
     inv_fact[threadIdx.x] = 1.0f / f;
   }
   win_cp_async_wait_all();
+  store_factors(0);
   window_publish_fence<WG>();
   __syncthreads();
   uint32_t qa[KS][4];
   {
-    const uint16_t* r1 = bufs + QBUF * L::BUF + (warp * 16 + gid) * ST + 2 * tig;
+    const uint16_t* r1 = bufs + L::BUF + (warp * 16 + gid) * ST + 2 * tig;
     const uint16_t* r2 = r1 + 8 * ST;
 #pragma unroll
     for (int k = 0; k < KS; ++k) {
@@ -629,8 +612,8 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
       qa[k][3] = win_lds32(r2 + k * 16 + 8);
     }
   }
-  __syncthreads();  // the query buffer is free for stage NB - 1
-  zero_pad_rows(QBUF);  // published by the barrier that ends stage 0, before stage NB - 1 reads it
+  __syncthreads();  // buffer 1 is free for stage 1
+  zero_pad_rows(1);  // published by the barrier that ends stage 0, before stage 1 reads it
 
   // This thread's two query rows: tile columns lc and lc + 8 of the warp's row.
   const int lc1 = wr.lc0 + gid;
@@ -652,9 +635,9 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
   const auto two_r = static_cast<unsigned>(2 * w.radius);
 
   for (int64_t st = 0; st < plan.stages; ++st) {
-    const int cur = static_cast<int>(st % NB), nxt = static_cast<int>((st + NB - 1) % NB);
-    const bool more = st + NB - 1 < plan.stages;
-    if (more) stage(keys_of(st + NB - 1), nxt);  // buffer nxt was released by the last barrier
+    const int cur = static_cast<int>(st & 1);
+    const bool more = st + 1 < plan.stages;
+    if (more) stage(keys_of(st + 1), cur ^ 1);  // buffer cur^1 was released by the last barrier
     win_cp_async_commit();
 
     const StageKeys k = keys_of(st);
@@ -691,8 +674,8 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
         }
       }
     }
-    win_cp_async_wait<NB - 2>();  // stage st + 1 has landed (st + 2 may still be in flight)
-    if (more) store_factors(nxt);
+    win_cp_async_wait_all();
+    if (more) store_factors(cur ^ 1);
     window_publish_fence<WG>();
     __syncthreads();
   }
