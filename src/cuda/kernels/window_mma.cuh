@@ -12,7 +12,9 @@
 // Scores come from mma.m16n8k16 on the raw 16-bit inputs (fp32 accumulation; the per-token
 // scale factors multiply the fp32 scores), K fragments by ldmatrix, P.V on tensor cores
 // from the weights in registers (rounded to the input type, as flash attention does), V
-// fragments by ldmatrix.trans.
+// fragments by ldmatrix.trans. On sm_90a (WG) the text stages run on warpgroup MMA instead
+// (window_text_stage_wg): the same scores, weights and roundings, K and V read by the
+// tensor cores from the same shared-memory layout (128-byte swizzle, see WindowSmem).
 // Keys outside a query's exact set, padding and masked keys need no per-element branch
 // in rows with a Taylor part: their score is set to 0 (padding and masked keys are staged
 // as zeros with scale 0), whose weight e^{0-m} - e^{-m} T_P(0) is exactly 0 when both
