@@ -486,6 +486,59 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowExactSets,
                            return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
                          });
 
+// ---- The wgmma text stages against their mma.sync twin -----------------------------------
+// On a wgmma card the same call runs twice, with the window kernel's text stages on wgmma and
+// on mma.sync: the same scores (fp32 accumulation in another order), the same weights rounded
+// to the input type, the same finish. Outputs may differ where a score's last fp32 bits flip
+// a weight's or an output element's rounding: a few unit roundoffs of the dtype per row.
+
+class CudaWindowWgmmaTwin : public ::testing::TestWithParam<std::tuple<Spec, Path>> {};
+
+TEST_P(CudaWindowWgmmaTwin, MatchesMmaSyncKernel) {
+  SKIP_WITHOUT_GPU();
+  if (!ta::cuda::device_has_wgmma(0)) GTEST_SKIP() << "no wgmma on this device or build";
+  const auto [s, path] = GetParam();
+  auto call = make_call(s, path, 7300 + static_cast<uint64_t>(s.layout.tokens() + s.radius));
+  ta_config cfg = call->cfg;
+  cfg.quality_check = 0;
+  const Outcome g = run_gpu(*call, cfg);
+  ASSERT_EQ(g.status, TA_OK) << g.message;
+  ASSERT_EQ(ta::cuda::last_window_kernel(), ta::cuda::WindowKernel::kMmaWg);
+  const std::vector<double> wg = call->out_gpu.dense();
+  call->mma_sync = true;
+  const Outcome m = run_gpu(*call, cfg);
+  ASSERT_EQ(m.status, TA_OK) << m.message;
+  ASSERT_EQ(ta::cuda::last_window_kernel(), ta::cuda::WindowKernel::kMma);
+  EXPECT_LT(worst_row(wg, call->out_gpu.dense(), s.dv), 4 * unit_roundoff(path.dtype));
+  EXPECT_EQ(g.stats.denom_le_eps, m.stats.denom_le_eps);
+  EXPECT_NEAR(g.stats.denom_min, m.stats.denom_min, 1e-3 * std::fabs(m.stats.denom_min));
+  EXPECT_NEAR(g.stats.denom_max, m.stats.denom_max, 1e-3 * std::fabs(m.stats.denom_max));
+}
+
+std::vector<Spec> twin_specs() {
+  std::vector<Spec> v;
+  v.push_back(spec({5, {{7, 9}, {3, 4}}}, 1, true, true));
+  v.push_back(spec({97, {}}, 2, true, true));  // only text, two text tiles
+  Spec s = spec({70, {{9, 150}, {4, 20}}}, 4, true, true);
+  s.d = s.dv = 128;  // Flux-like proportions, the 128-wide kernel
+  s.B = 1;
+  v.push_back(s);
+  s = spec({40, {{20, 52}}}, 2, true, true);
+  s.mask = true;
+  v.push_back(s);
+  s = spec({70, {{3, 130}}}, 4, true, false);
+  s.normalize = true;
+  v.push_back(s);
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowWgmmaTwin,
+                         ::testing::Combine(::testing::ValuesIn(twin_specs()),
+                                            ::testing::Values(Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false})),
+                         [](const auto& info) {
+                           return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
+                         });
+
 // ---- Rows whose exact set is every key are exact softmax -------------------------------
 // All text, text queries exact: the hybrid is the modified function's softmax, even
 // with P=2 and a spread that makes plain Taylor's denominators negative (plain Taylor
