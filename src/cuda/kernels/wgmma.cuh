@@ -53,10 +53,9 @@ __device__ __forceinline__ uint64_t core_desc(const void* p) {
 }
 
 // Descriptor of a no-swizzle tile at p (16-byte aligned shared memory) with explicit byte
-// offsets: for a K-major B (the non-transposed B of PTX 9.7.15.5.1, 8 n rows of 16
-// contiguous k bytes per core matrix) LBO = next core matrix along k, SBO = next 8 n; for an
-// MN-major B (as core_desc) LBO = next 8 k rows, SBO = next 8 columns. Any multiple of 16
-// bytes: the window kernel pads its core matrices to 144 bytes.
+// offsets (any multiple of 16): for a K-major B (the non-transposed B of PTX 9.7.15.5.1, 8 n
+// rows of 16 contiguous k bytes per core matrix) LBO = next core matrix along k, SBO = next
+// 8 n; for an MN-major B (as core_desc) LBO = next 8 k rows, SBO = next 8 columns.
 __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
   const uint64_t addr = smem_u32(p);
   return ((addr & 0x3FFFFull) >> 4) | uint64_t{(lbo >> 4) & 0x3FFFu} << 16 | uint64_t{(sbo >> 4) & 0x3FFFu} << 32;
