@@ -43,15 +43,6 @@ __device__ __forceinline__ int core_offset(int r, int cg) {
   return ((r >> 3) * CG + cg) * 64 + (r & 7) * 8;
 }
 
-// Descriptor of a core-matrix tile of CG column groups starting at p (16-byte aligned shared
-// memory): SBO = 128 bytes (next column group), LBO = CG x 128 bytes (next 8 rows of k).
-template <int CG>
-__device__ __forceinline__ uint64_t core_desc(const void* p) {
-  constexpr uint64_t kLbo = CG * 128, kSbo = 128;
-  const uint64_t addr = smem_u32(p);
-  return ((addr & 0x3FFFFull) >> 4) | (kLbo >> 4) << 16 | (kSbo >> 4) << 32;  // bits 62-63 = 0: no swizzle
-}
-
 // Descriptor of a no-swizzle tile at p (16-byte aligned shared memory) with explicit byte
 // offsets (any multiple of 16): for a K-major B (the non-transposed B of PTX 9.7.15.5.1, 8 n
 // rows of 16 contiguous k bytes per core matrix) LBO = next core matrix along k, SBO = next
@@ -61,7 +52,14 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
   return ((addr & 0x3FFFFull) >> 4) | uint64_t{(lbo >> 4) & 0x3FFFu} << 16 | uint64_t{(sbo >> 4) & 0x3FFFu} << 32;
 }
 
-// The same for a tile in the 128-byte swizzle layout (bits 62-63 = 1): rows of 128 bytes,
+// Descriptor of a core-matrix tile of CG column groups starting at p (16-byte aligned shared
+// memory): SBO = 128 bytes (next column group), LBO = CG x 128 bytes (next 8 rows of k).
+template <int CG>
+__device__ __forceinline__ uint64_t core_desc(const void* p) {
+  return smem_desc(p, CG * 128, 128);
+}
+
+// smem_desc for a tile in the 128-byte swizzle layout (bits 62-63 = 1): rows of 128 bytes,
 // 8-row atoms of 1024 bytes at 1024-byte aligned addresses, the 16-byte chunks of row r at
 // position chunk ^ (r % 8). K-major: SBO = next 8 rows (n), LBO unused; MN-major: SBO =
 // next 8 rows (k), LBO = next 64 columns (the next 128-byte block of every row).
