@@ -51,6 +51,8 @@ namespace {
 // the kernels the calling thread's last run used.
 std::atomic<int64_t> g_smem_cap{-1};
 thread_local PassKernels t_last_kernels = PassKernels::kGeneric;
+thread_local int t_last_key_split = 1;
+std::atomic<int> g_key_split_cap{kPbMaxKeySplit};
 // And of window_plan.h: whether the window kernel may use wgmma, and the one last used.
 std::atomic<bool> g_window_wgmma{true};
 thread_local WindowKernel t_last_window = WindowKernel::kNone;
@@ -378,7 +380,47 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   if constexpr (WG) {
     constexpr size_t kSmem = pb_wg_smem();
     if (ta_status s = allow_smem(pb_wg_key_pass, kSmem); s != TA_OK) return s;
-    pb_wg_key_pass<<<dim3(kPbKeyCtas, un), kPbThreads, kSmem, stream>>>(args, env.pb_y, vx, env.pb_state);
+    // Clusters of `split` CTAs share a CTA's state rows when the batch leaves SMs idle
+    // (pb_key_split, pb_wg_key_pass).
+    auto config = [&](int split, cudaLaunchAttribute* attr) {
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(static_cast<unsigned>(kPbKeyCtas * split), un);
+      cfg.blockDim = dim3(kPbThreads);
+      cfg.dynamicSmemBytes = kSmem;
+      cfg.stream = stream;
+      attr->id = cudaLaunchAttributeClusterDimension;
+      attr->val.clusterDim.x = static_cast<unsigned>(split);
+      attr->val.clusterDim.y = 1;
+      attr->val.clusterDim.z = 1;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      return cfg;
+    };
+    int dev = 0, sms = 0;
+    TA_CUDA_TRY(cudaGetDevice(&dev), "cudaGetDevice");
+    TA_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "device attribute");
+    int split = 1;
+    if (units * kPbKeyCtas < 4 * sms && g_key_split_cap.load() > 1) {  // beyond 4 waves a split gains little
+      int64_t per_wave[kPbMaxKeySplit + 1] = {0, sms};
+      for (int s = 2; s <= kPbMaxKeySplit; ++s) {
+        cudaLaunchAttribute attr{};
+        const cudaLaunchConfig_t cfg = config(s, &attr);
+        int n = 0;
+        per_wave[s] = cudaOccupancyMaxActiveClusters(&n, pb_wg_key_pass, &cfg) == cudaSuccess ? n : 0;
+      }
+      cudaGetLastError();  // a size the device cannot run is answered with 0 clusters, not an error
+      split = std::min(pb_key_split(units, g.Nk, per_wave), g_key_split_cap.load());
+    }
+    t_last_key_split = split;
+    if (split > 1) {
+      cudaLaunchAttribute attr{};
+      const cudaLaunchConfig_t cfg = config(split, &attr);
+      TA_CUDA_TRY(cudaLaunchKernelEx(&cfg, pb_wg_key_pass, args, static_cast<const __nv_bfloat16*>(env.pb_y),
+                                     static_cast<const __nv_bfloat16*>(vx), env.pb_state),
+                  "key pass launch (clusters)");
+    } else {
+      pb_wg_key_pass<<<dim3(kPbKeyCtas, un), kPbThreads, kSmem, stream>>>(args, env.pb_y, vx, env.pb_state);
+    }
   } else {
     constexpr size_t kKeySmem = pb_key_smem(KSTAGES);
     if (ta_status s = allow_smem(pb_key_pass<KSTAGES>, kKeySmem); s != TA_OK) return s;
@@ -759,6 +801,10 @@ void set_pass_smem_cap_for_testing(int64_t bytes) { g_smem_cap.store(bytes); }
 
 PassKernels last_pass_kernels() { return t_last_kernels; }
 
+int last_key_split() { return t_last_key_split; }
+
+void set_key_split_cap_for_testing(int cap) { g_key_split_cap.store(cap < 1 ? kPbMaxKeySplit : cap); }
+
 void set_window_wgmma_for_testing(bool allowed) { g_window_wgmma.store(allowed); }
 
 WindowKernel last_window_kernel() { return t_last_window; }
@@ -804,6 +850,7 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   // One selection for the plan and the run (the caller sized the workspace by plan_memory).
   const PassKernels kernels = kernels_for(p, c);
   t_last_kernels = kernels;
+  t_last_key_split = 1;
   t_last_window = WindowKernel::kNone;
   MemoryPlan plan;
   if (!plan_for(p, c, kernels, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");

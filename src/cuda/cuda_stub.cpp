@@ -28,6 +28,10 @@ PassKernels last_pass_kernels() { return PassKernels::kGeneric; }
 
 bool device_has_wgmma(int) { return false; }
 
+int last_key_split() { return 1; }
+
+void set_key_split_cap_for_testing(int) {}
+
 void set_window_wgmma_for_testing(bool) {}
 
 WindowKernel last_window_kernel() { return WindowKernel::kNone; }

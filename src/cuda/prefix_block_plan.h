@@ -210,6 +210,36 @@ inline PassKernels select_pass_kernels(const Problem& p, const ta_config& c, int
   return PassKernels::kGeneric;
 }
 
+// ---- key split ----------------------------------------------------------------------------
+
+// The wgmma key pass (P = 3) gives each unit kPbKeyCtas CTAs of one block of state rows each,
+// every CTA over all keys: a batch of few units leaves SMs idle (1 unit: 37 of 132). With a
+// key split of s, clusters of s CTAs share a CTA's rows, rank r over the r-th share of the
+// token tiles, and rank 0 adds the others' accumulators through distributed shared memory
+// (no workspace). clusters_per_wave[s] (s = 1 .. kPbMaxKeySplit, the portable cluster size)
+// is how many clusters of s CTAs the device runs at once (s = 1: one CTA per SM, the pass
+// using 136 KiB of shared memory; else cudaOccupancyMaxActiveClusters, which knows that a
+// cluster lives in one GPC; 0: cannot launch). The rule moves to a larger s only where its
+// waves per unit of work, ceil(units kPbKeyCtas / clusters_per_wave[s]) / s, are at least 20%
+// fewer (the reduction and the cluster barriers are not free), with at least one token tile
+// per share.
+inline constexpr int kPbMaxKeySplit = 8;
+TA_HD inline int pb_key_split(int64_t units, int64_t n_tokens, const int64_t (&clusters_per_wave)[kPbMaxKeySplit + 1]) {
+  const int64_t groups = units * kPbKeyCtas, tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
+  if (groups <= 0 || clusters_per_wave[1] <= 0) return 1;
+  int best = 1;
+  int64_t best_waves = (groups + clusters_per_wave[1] - 1) / clusters_per_wave[1];
+  for (int s = 2; s <= kPbMaxKeySplit && s <= tiles; ++s) {
+    if (clusters_per_wave[s] <= 0) continue;
+    const int64_t waves = (groups + clusters_per_wave[s] - 1) / clusters_per_wave[s];
+    if (5 * waves * best < 4 * best_waves * s) {  // waves / s < 0.8 best_waves / best
+      best = s;
+      best_waves = waves;
+    }
+  }
+  return best;
+}
+
 // ---- workspace ----------------------------------------------------------------------------
 
 // Bytes per unit of a batch: the state S_pad (bf16, in place of the generic path's fp32 S and
@@ -249,5 +279,10 @@ PassKernels last_pass_kernels();
 // Whether the wgmma kernels can run on the device: compute capability 9.0 and a build with
 // sm_90a code (TA_CUDA_ARCHITECTURES holding 90a). What kernels_for passes to the rule.
 bool device_has_wgmma(int device);
+// The key split (pb_key_split) of the calling thread's last run's last prefix x block batch
+// (1 for other kernels and before any run).
+int last_key_split();
+// Caps the key split (1: never split; < 1 restores the rule's own limit). Process-wide.
+void set_key_split_cap_for_testing(int cap);
 
 }  // namespace ta::cuda

@@ -515,6 +515,58 @@ TEST(CudaFastPathWorkspace, ValueRowsOnlyWithoutDirectValues_B1_H2_N4097_d128) {
   }
 }
 
+// The key split rule on an H100-like table of concurrent clusters (132 SMs in GPCs of 16-18:
+// clusters of s CTAs per wave for s = 1 .. 8).
+TEST(PrefixBlockPlan, KeySplitRule) {
+  using ta::cuda::pb_key_split;
+  const int64_t h100[ta::cuda::kPbMaxKeySplit + 1] = {0, 132, 66, 42, 32, 24, 20, 16, 16};
+  EXPECT_EQ(ta::cuda::kPbKeyCtas, 37);
+  // 1 unit: 37 CTAs on 132 SMs; clusters of 3 (111 CTAs) are one wave at a third of the work.
+  EXPECT_EQ(pb_key_split(1, 66048, h100), 3);
+  EXPECT_EQ(pb_key_split(2, 66048, h100), 3);  // 74 clusters of 3: 2 waves, 2/3 of the time
+  EXPECT_EQ(pb_key_split(3, 66048, h100), 1);  // 111 CTAs in one wave; 8 ways would gain 12.5% (< 20%)
+  EXPECT_EQ(pb_key_split(4, 66048, h100), 2);  // 148 CTAs: 2 waves; 148 pairs: 3 waves of half the work
+  EXPECT_EQ(pb_key_split(24, 66048, h100), 1);  // Flux: 888 CTAs
+  // At least one token tile per share: 97 tokens are 2 tiles.
+  EXPECT_EQ(pb_key_split(1, 97, h100), 2);
+  EXPECT_EQ(pb_key_split(1, 64, h100), 1);
+  // Sizes the device cannot run (0 clusters) are skipped; no SMs or no units: no split.
+  const int64_t only2[ta::cuda::kPbMaxKeySplit + 1] = {0, 132, 66, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(pb_key_split(1, 66048, only2), 2);
+  const int64_t none[ta::cuda::kPbMaxKeySplit + 1] = {};
+  EXPECT_EQ(pb_key_split(1, 66048, none), 1);
+  EXPECT_EQ(pb_key_split(0, 66048, h100), 1);
+}
+
+// The key split (clusters sharing a CTA's state rows, rank 0 summing through distributed
+// shared memory) against the same call unsplit: the same sums in another order, so the
+// state may differ in the last bf16 bit of a few entries; and run to run the same bits
+// (the reduction is in rank order, no atomics).
+TEST(CudaFastPathKeySplit, MatchesUnsplitAndIsDeterministic_B1_H1_N4097_d128) {
+  SKIP_WITHOUT_GPU();
+  if (!ta::cuda::device_has_wgmma(0)) GTEST_SKIP() << "the key split is on the wgmma key pass";
+  Case s = make_case(1, 1, 4097, 4097, TA_DTYPE_BF16);
+  auto call = make_call(s, 1600);
+  const Outcome split = run_gpu(*call, call->cfg);
+  ASSERT_EQ(split.status, TA_OK) << split.message;
+  ASSERT_EQ(ta::cuda::last_pass_kernels(), PassKernels::kPrefixBlockWg);
+  EXPECT_GT(ta::cuda::last_key_split(), 1);
+  const std::vector<uint8_t> first = call->out_gpu.element_bytes();
+  const std::vector<double> got_split = call->out_gpu.dense();
+  ASSERT_EQ(run_gpu(*call, call->cfg).status, TA_OK);
+  EXPECT_EQ(call->out_gpu.element_bytes(), first) << "run to run";
+  ta::cuda::set_key_split_cap_for_testing(1);
+  const Outcome whole = run_gpu(*call, call->cfg);
+  ta::cuda::set_key_split_cap_for_testing(0);
+  ASSERT_EQ(whole.status, TA_OK) << whole.message;
+  EXPECT_EQ(ta::cuda::last_key_split(), 1);
+  EXPECT_LT(tatest::rel_l2(got_split, call->out_gpu.dense()), 2e-3);
+  EXPECT_NEAR(split.stats.denom_min, whole.stats.denom_min, 1e-3 * std::fabs(whole.stats.denom_min));
+  const Outcome c = run_cpu(*call, call->cfg);
+  ASSERT_EQ(c.status, TA_OK) << c.message;
+  EXPECT_LT(tatest::rel_l2(got_split, call->out_cpu.dense()), cpu_tolerance(s.dtype));
+}
+
 // The plan: S_pad (bf16) per unit instead of the generic fp32 S and its bf16 copy, plus the
 // prepared keys and value rows; a caller workspace of exactly that size works, one byte less
 // is refused; two runs give the same bits (no atomics on this path).

@@ -46,7 +46,10 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   unit_coords(a.g, a.g.unit0 + unit, &vb, &vh, &vs_);
   const auto* vsrc = static_cast<const __nv_bfloat16*>(a.v.data) + vb * a.v.s0 + vh * a.v.s1 + vs_ * kPbValueDim;
 
-  const int list0 = static_cast<int>(blockIdx.x) * kPbKeyBlocksPerCta + warp * 2;
+  // Launched in clusters of n CTAs (pb_key_split): the cluster shares one CTA's blocks, rank
+  // r taking its r-th share of the token tiles; cluster_reduce_acc sums them in rank 0.
+  const int ksplit = static_cast<int>(cluster_size()), krank = static_cast<int>(cluster_rank());
+  const int list0 = static_cast<int>(blockIdx.x) / ksplit * kPbKeyBlocksPerCta + warp * 2;
   const uint32_t desc[2] = {c_pb_list.d[list0], c_pb_list.d[list0 + 1]};
   int a_off[2], p_off[2];  // element offsets in a stage: the A slab of k-step 0, the prefix of token 2t
 #pragma unroll
@@ -70,10 +73,12 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   // adds anything, not even to the CONST row.
   const int rk = tid >> 4, ck = (tid & 15) * 8, rv = (tid & 7) + 8 * (tid >> 7), cv = (tid >> 3) & 15;
   const int ks_off = rk * kST + ck, vs_off = kTile + core_offset<kPbNT>(rv, cv);
-  const int64_t n_tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
+  const int64_t all_tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
+  const int64_t per_rank = (all_tiles + ksplit - 1) / ksplit;
+  const int64_t tile0 = min(all_tiles, krank * per_rank), n_tiles = min(all_tiles, tile0 + per_rank) - tile0;
   auto stage_tile = [&](int64_t tile, int buf) {
     __nv_bfloat16* base = smem + 2 * buf * kTile;
-    const int64_t tok0 = tile * kPbKeyTile;
+    const int64_t tok0 = (tile0 + tile) * kPbKeyTile;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int64_t tk = tok0 + rk + 16 * i, tv = tok0 + rv + 16 * i;
@@ -142,6 +147,8 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     }
   }
   wgmma_drain(acc);
+  static_assert(kPbThreads * 2 * kPbNT * 4 * 4 <= pb_wg_smem(), "the accumulators fit the stage buffers");
+  if (!cluster_reduce_acc<2 * kPbNT * 4>(&acc[0][0][0], reinterpret_cast<float*>(smem_raw))) return;
   pb_store_state_rows(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
 #else
   __trap();  // never selected without sm_90a code (device_has_wgmma)

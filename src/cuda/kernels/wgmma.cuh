@@ -218,6 +218,68 @@ __device__ __forceinline__ void wgmma_attn_rs(float (&d)[R], const uint32_t (&a)
 #undef TA_WG_D64_OPS
 #endif  // TA_WGMMA_DEVICE
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// Thread block clusters (sm_90): the CTA's rank and the cluster's size (1 for a launch
+// without clusters), a cluster-wide barrier (release / acquire: shared-memory stores before
+// it are visible to every CTA of the cluster after it), and 16-byte loads from the shared
+// memory of CTA `rank` of the cluster at the address p has in this CTA.
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ uint32_t cluster_size() {
+  uint32_t n;
+  asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(n));
+  return n;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ float4 ld_cluster_f4(const void* p, uint32_t rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_u32(p)), "r"(rank));
+  float4 v;
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(remote)
+               : "memory");
+  return v;
+}
+
+// Key split over a cluster: CTA ranks 1 .. n - 1 leave their accumulators (N floats per
+// thread) in their own shared memory `smem` (free: every wgmma and stage read is done), rank
+// 0 adds them to its own in rank order (deterministic) and alone goes on to store. Every CTA
+// of the cluster must call it; returns whether this CTA holds the sums.
+template <int N>
+__device__ __forceinline__ bool cluster_reduce_acc(float* acc, float* smem) {
+  const uint32_t n = cluster_size(), rank = cluster_rank();
+  if (n == 1) return true;
+  static_assert(N % 4 == 0, "float4 slots");
+  float4* mine = reinterpret_cast<float4*>(smem) + threadIdx.x * (N / 4);
+  __syncthreads();  // every warp is done with the stage buffers
+  if (rank != 0) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) mine[i] = make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+  }
+  cluster_sync();
+  if (rank == 0) {
+    for (uint32_t r = 1; r < n; ++r) {
+#pragma unroll
+      for (int i = 0; i < N / 4; ++i) {
+        const float4 v = ld_cluster_f4(mine + i, r);
+        acc[4 * i] += v.x;
+        acc[4 * i + 1] += v.y;
+        acc[4 * i + 2] += v.z;
+        acc[4 * i + 3] += v.w;
+      }
+    }
+  }
+  cluster_sync();  // the others' shared memory stays until rank 0 has read it
+  return rank == 0;
+}
+#endif
+
 // The bf16x2 of two 16-bit values (lo in the low half).
 __device__ __forceinline__ uint32_t pair_bf16(uint16_t lo, uint16_t hi) {
   return static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
