@@ -39,6 +39,14 @@ struct SmemCap {
   SmemCap& operator=(const SmemCap&) = delete;
 };
 
+// Caps the wgmma key pass's key split for a scope (1: never split).
+struct KeySplitCap {
+  explicit KeySplitCap(int cap) { ta::cuda::set_key_split_cap_for_testing(cap); }
+  ~KeySplitCap() { ta::cuda::set_key_split_cap_for_testing(0); }
+  KeySplitCap(const KeySplitCap&) = delete;
+  KeySplitCap& operator=(const KeySplitCap&) = delete;
+};
+
 // How q, k, v and out are laid out: contiguous [B,H,N,D]; views of [B,N,H,D] (ComfyUI's
 // [B,N,H*D], 16-byte vector loads still allowed); views of [B,N,H,D+3] (scalar loads).
 enum class View { kContiguous, kBNHD, kPadded };
