@@ -60,10 +60,19 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     p_off[m] = 2 * t * kST + col;
   }
 
-  // The y tiles' cols 128..135 = [1, 0 x 7]: cp.async never writes them.
+  // Shared byte addresses, computed once (cp_async16_at): the ring, and per thread the
+  // staging slots and the A / prefix positions of k-step 0.
+  const uint32_t ring = smem_u32(smem_raw);
+  constexpr uint32_t kStageBytes = 2 * kTile * 2;
+
+  // The y tiles' cols 128..135 = [1, 0 x 7], and the [v|1] tiles' column group 16 = [1 | 0 x 7]
+  // for every token: cp.async never writes the first; full tiles of an unmasked call read
+  // direct values keep the second (only the last, partial tile and masked calls rewrite it).
   for (int e = tid; e < kPbWgStages * kPbKeyTile; e += kPbThreads) {
     const int s = e / kPbKeyTile, r = e % kPbKeyTile;
     *reinterpret_cast<uint4*>(smem + 2 * s * kTile + r * kST + kPbOnesCol) = make_uint4(kBf16One, 0u, 0u, 0u);
+    *reinterpret_cast<uint4*>(smem + 2 * s * kTile + kTile + core_offset<kPbNT>(r, 16)) =
+        make_uint4(kBf16One, 0u, 0u, 0u);
   }
 
   // Every tile, a thread stages the same chunks: y rows rk + 16 i (i < 4) at cols ck..ck+7,
@@ -72,34 +81,52 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   // masked keys' values too (direct values; prepared rows are zero already), so neither
   // adds anything, not even to the CONST row.
   const int rk = tid >> 4, ck = (tid & 15) * 8, rv = (tid & 7) + 8 * (tid >> 7), cv = (tid >> 3) & 15;
-  const int ks_off = rk * kST + ck, vs_off = kTile + core_offset<kPbNT>(rv, cv);
+  const uint32_t ks_at = ring + 2 * (rk * kST + ck), vs_at = ring + 2 * (kTile + core_offset<kPbNT>(rv, cv));
+  const uint32_t ones_at = ring + 2 * (kTile + core_offset<kPbNT>(tid & (kPbKeyTile - 1), 16));
   const int64_t all_tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
   const int64_t per_rank = (all_tiles + ksplit - 1) / ksplit;
   const int64_t tile0 = min(all_tiles, krank * per_rank), n_tiles = min(all_tiles, tile0 + per_rank) - tile0;
+  // Whole tiles without a mask (all but the last tile of an unmasked call) take the copies
+  // without bounds or mask checks: 64-bit index arithmetic and the per-token mask test were
+  // half of the loop's instructions.
+  const bool unmasked = !direct || a.keep == nullptr;
+  const int64_t v_stride = direct ? a.v.s2 : kPbCols;
+  const __nv_bfloat16* v_rows = direct ? vsrc : vu;
   auto stage_tile = [&](int64_t tile, int buf) {
-    __nv_bfloat16* base = smem + 2 * buf * kTile;
+    const uint32_t at = static_cast<uint32_t>(buf) * kStageBytes;
     const int64_t tok0 = (tile0 + tile) * kPbKeyTile;
+    if (unmasked && tok0 + kPbKeyTile <= n_tokens) {
+      const __nv_bfloat16* ys = yu + (tok0 + rk) * kPbDim + ck;
+      const __nv_bfloat16* vs = v_rows + (tok0 + rv) * v_stride + cv * 8;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        cp_async16_at(ks_at + at + i * 16 * kST * 2, ys + i * 16 * kPbDim);
+        cp_async16_at(vs_at + at + i * 2 * kPbNT * 64 * 2, vs + i * 16 * v_stride);
+      }
+      if (!direct && tid < kPbKeyTile) cp_async16_at(ones_at + at, vu + (tok0 + tid) * kPbCols + kPbValueDim);
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int64_t tk = tok0 + rk + 16 * i, tv = tok0 + rv + 16 * i;
-      cp_async16(base + ks_off + i * 16 * kST, yu + (tk < n_tokens ? tk : 0) * kPbDim + ck, tk < n_tokens);
-      __nv_bfloat16* dst = base + vs_off + i * 2 * kPbNT * 64;
+      cp_async16_at(ks_at + at + i * 16 * kST * 2, yu + (tk < n_tokens ? tk : 0) * kPbDim + ck, tk < n_tokens);
+      const uint32_t dst = vs_at + at + i * 2 * kPbNT * 64 * 2;
       if (direct) {
         const bool valid = tv < n_tokens && key_attends(a, vb, tv);
-        cp_async16(dst, vsrc + (valid ? tv * a.v.s2 + cv * 8 : 0), valid);
+        cp_async16_at(dst, vsrc + (valid ? tv * a.v.s2 + cv * 8 : 0), valid);
       } else {
-        cp_async16(dst, vu + (tv < n_tokens ? tv * kPbCols + cv * 8 : 0), tv < n_tokens);
+        cp_async16_at(dst, vu + (tv < n_tokens ? tv * kPbCols + cv * 8 : 0), tv < n_tokens);
       }
     }
     // Column group 16 ([1 | 0 x 7], or zeros): one chunk per token.
     if (tid < kPbKeyTile) {
       const int64_t tok = tok0 + tid;
-      __nv_bfloat16* dst = base + kTile + core_offset<kPbNT>(tid, 16);
       if (direct) {
         const bool valid = tok < n_tokens && key_attends(a, vb, tok);
-        *reinterpret_cast<uint4*>(dst) = make_uint4(valid ? kBf16One : 0u, 0u, 0u, 0u);
+        *reinterpret_cast<uint4*>(smem + buf * 2 * kTile + kTile + core_offset<kPbNT>(tid, 16)) =
+            make_uint4(valid ? kBf16One : 0u, 0u, 0u, 0u);
       } else {
-        cp_async16(dst, vu + (tok < n_tokens ? tok * kPbCols + kPbValueDim : 0), tok < n_tokens);
+        cp_async16_at(ones_at + at, vu + (tok < n_tokens ? tok * kPbCols + kPbValueDim : 0), tok < n_tokens);
       }
     }
   };
@@ -124,25 +151,32 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     __syncthreads();
     if (tile + 2 < n_tiles) stage_tile(tile + 2, static_cast<int>((tile + 2) % kPbWgStages));
     cp_async_commit();
-    const __nv_bfloat16* st = smem + 2 * static_cast<int>(tile % kPbWgStages) * kTile;
-    const uint16_t* sb = reinterpret_cast<const uint16_t*>(st);
+    const int buf = static_cast<int>(tile % kPbWgStages);
+    const uint32_t st_at = ring + static_cast<uint32_t>(buf) * kStageBytes;
+    const uint16_t* sb = reinterpret_cast<const uint16_t*>(smem + 2 * buf * kTile);
 #pragma unroll
     for (int kk = 0; kk < kPbKeyTile / 16; ++kk) {
       const int ab = kk & 1;
+      // The prefixes first: they need no wgmma to retire, so their latency hides behind the wait.
+      uint32_t lo[2], hi[2];
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        const uint16_t* pc = sb + kk * 16 * kST + p_off[m];
+        lo[m] = pair_bf16(pc[0], pc[kST]);
+        hi[m] = pair_bf16(pc[8 * kST], pc[9 * kST]);
+      }
       wgmma_wait<1>();
 #pragma unroll
       for (int m = 0; m < 2; ++m) {
         // A = y slab transposed (rows = the block's 16 dims, cols = tokens), each pair scaled
         // by its tokens' prefix: (2t, 2t+1) for registers 0 and 1, (2t+8, 2t+9) for 2 and 3.
-        ldsm_x4_trans(af[ab][m], st + kk * 16 * kST + a_off[m]);
-        const uint16_t* pc = sb + kk * 16 * kST + p_off[m];
-        const uint32_t lo = pair_bf16(pc[0], pc[kST]), hi = pair_bf16(pc[8 * kST], pc[9 * kST]);
-        af[ab][m][0] = bf16x2_mul(af[ab][m][0], lo);
-        af[ab][m][1] = bf16x2_mul(af[ab][m][1], lo);
-        af[ab][m][2] = bf16x2_mul(af[ab][m][2], hi);
-        af[ab][m][3] = bf16x2_mul(af[ab][m][3], hi);
+        ldsm_x4_trans_at(af[ab][m], st_at + 2 * (kk * 16 * kST + a_off[m]));
+        af[ab][m][0] = bf16x2_mul(af[ab][m][0], lo[m]);
+        af[ab][m][1] = bf16x2_mul(af[ab][m][1], lo[m]);
+        af[ab][m][2] = bf16x2_mul(af[ab][m][2], hi[m]);
+        af[ab][m][3] = bf16x2_mul(af[ab][m][3], hi[m]);
       }
-      const uint64_t bdesc = core_desc<kPbNT>(st + kTile + 2 * kk * kPbNT * 64);
+      const uint64_t bdesc = core_desc_at<kPbNT>(st_at + 2 * (kTile + 2 * kk * kPbNT * 64));
       wgmma_step(acc, af[ab], bdesc);
     }
   }

@@ -40,24 +40,35 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
   const int wrow = (warp >> 2) * 128 + (warp & 3) * 16;  // the warp's first row in slot 0; slot 1 adds 64
   const __nv_bfloat16* su = state + unit_local * kPbRows * kPbCols;
 
+  // Shared byte addresses (cp_async16_at), computed once.
+  const uint32_t qs_at = smem_u32(qs), ss_at = smem_u32(ss);
+  constexpr uint32_t kStageBytes = kPbWgStageRows * kST * 2;
+
   // Chunk e = tid + 256 i of a stage: row (e & 7) + 8 ((e >> 3) / 17), column group
-  // (e >> 3) % 17; offsets (shared | global << 16, in elements) computed once.
+  // (e >> 3) % 17; offsets (shared bytes | global elements << 16) computed once. A whole
+  // stage is 1,088 chunks: 4 per thread and a fifth for threads 0..63.
   constexpr int kChunks = (kPbWgStageRows * kPbNT + kPbThreads - 1) / kPbThreads;  // 5
+  static_assert(kChunks == 5 && kPbWgStageRows * kPbNT == 4 * kPbThreads + 64, "the copy split below");
   uint32_t chunk_off[kChunks];
 #pragma unroll
   for (int i = 0; i < kChunks; ++i) {
     const int e = tid + i * kPbThreads, rest = e >> 3, cg = rest % kPbNT, r = (e & 7) | ((rest / kPbNT) << 3);
-    chunk_off[i] = static_cast<uint32_t>(core_offset<kPbNT>(r, cg)) | static_cast<uint32_t>(r * kPbCols + cg * 8) << 16;
+    chunk_off[i] = static_cast<uint32_t>(2 * core_offset<kPbNT>(r, cg)) | static_cast<uint32_t>(r * kPbCols + cg * 8) << 16;
   }
   auto stage_state = [&](int st) {
-    __nv_bfloat16* dst = ss + (st % kPbWgStages) * kPbWgStageRows * kST;
+    const uint32_t dst = ss_at + static_cast<uint32_t>(st % kPbWgStages) * kStageBytes;
     const __nv_bfloat16* src = su + static_cast<int64_t>(st) * kPbWgStageRows * kPbCols;
     const int rows = kPbRows - st * kPbWgStageRows < kPbWgStageRows ? kPbRows - st * kPbWgStageRows : kPbWgStageRows;
+    if (rows == kPbWgStageRows) {  // all stages but the last
+#pragma unroll
+      for (int i = 0; i < kChunks; ++i) {
+        if (i < kChunks - 1 || tid < 64) cp_async16_at(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16));
+      }
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
-      if (tid + i * kPbThreads < rows * kPbNT) {
-        cp_async16(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16), true);
-      }
+      if (tid + i * kPbThreads < rows * kPbNT) cp_async16_at(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16));
     }
   };
   stage_state(0);
@@ -73,10 +84,11 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
     for (int n = 0; n < kPbNT; ++n) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
 
   const uint16_t* qbits = reinterpret_cast<const uint16_t*>(qs);
-  int a_base[2], p_base[2];  // the warp's A rows (ldmatrix lane addresses) and prefix rows g, per slot
+  uint32_t a_at[2];  // the warp's A rows (ldmatrix lane addresses), per slot
+  int p_base[2];     // and its prefix rows g
 #pragma unroll
   for (int mt = 0; mt < 2; ++mt) {
-    a_base[mt] = (wrow + mt * 64 + (lane & 7) + ((lane >> 3) & 1) * 8) * kST + (lane >> 4) * 8;
+    a_at[mt] = qs_at + 2 * ((wrow + mt * 64 + (lane & 7) + ((lane >> 3) & 1) * 8) * kST + (lane >> 4) * 8);
     p_base[mt] = (wrow + mt * 64 + g) * kST;
   }
   uint32_t af[2][2][4];
@@ -86,25 +98,32 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
     __syncthreads();
     if (st + 2 < kStages) stage_state(st + 2);
     cp_async_commit();
-    const __nv_bfloat16* sbuf = ss + (st % kPbWgStages) * kPbWgStageRows * kST;
+    const uint32_t sbuf_at = ss_at + static_cast<uint32_t>(st % kPbWgStages) * kStageBytes;
 #pragma unroll
     for (int bi = 0; bi < kPbWgStageBlocks; ++bi) {
       const int ab = bi & 1;
-      wgmma_wait<1>();
+      // The block's decoding and prefixes first: they need no wgmma to retire, so their
+      // latency hides behind the wait.
       const uint32_t d = c_pb_list.d[st * kPbWgStageBlocks + bi];
       const uint32_t kind = pb_kind(d);
       const int bb = kind >= kPbDeg1 ? pb_bb(d) : 8;
       const int col = kind >= kPbDeg1 ? pb_col(d) : (kind == kPbConst ? kPbOnesCol : kPbOnesCol + 1);
+      uint32_t p0[2], p1[2];
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt) {
-        ldsm_x4(af[ab][mt], qs + a_base[mt] + bb * 16);
-        const uint32_t p0 = qbits[p_base[mt] + col] * 0x10001u, p1 = qbits[p_base[mt] + 8 * kST + col] * 0x10001u;
-        af[ab][mt][0] = bf16x2_mul(af[ab][mt][0], p0);  // row g
-        af[ab][mt][1] = bf16x2_mul(af[ab][mt][1], p1);  // row g + 8
-        af[ab][mt][2] = bf16x2_mul(af[ab][mt][2], p0);
-        af[ab][mt][3] = bf16x2_mul(af[ab][mt][3], p1);
+        p0[mt] = qbits[p_base[mt] + col] * 0x10001u;
+        p1[mt] = qbits[p_base[mt] + 8 * kST + col] * 0x10001u;
       }
-      const uint64_t bdesc = core_desc<kPbNT>(sbuf + 2 * bi * kPbNT * 64);
+      wgmma_wait<1>();
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        ldsm_x4_at(af[ab][mt], a_at[mt] + bb * 32);
+        af[ab][mt][0] = bf16x2_mul(af[ab][mt][0], p0[mt]);  // row g
+        af[ab][mt][1] = bf16x2_mul(af[ab][mt][1], p1[mt]);  // row g + 8
+        af[ab][mt][2] = bf16x2_mul(af[ab][mt][2], p0[mt]);
+        af[ab][mt][3] = bf16x2_mul(af[ab][mt][3], p1[mt]);
+      }
+      const uint64_t bdesc = core_desc_at<kPbNT>(sbuf_at + 2 * (2 * bi * kPbNT * 64));
       wgmma_step(acc, af[ab], bdesc);
     }
   }

@@ -47,9 +47,12 @@ __device__ __forceinline__ int core_offset(int r, int cg) {
 // offsets (any multiple of 16): for a K-major B (the non-transposed B of PTX 9.7.15.5.1, 8 n
 // rows of 16 contiguous k bytes per core matrix) LBO = next core matrix along k, SBO = next
 // 8 n; for an MN-major B (as core_desc) LBO = next 8 k rows, SBO = next 8 columns.
-__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-  const uint64_t addr = smem_u32(p);
+// smem_desc_at takes the shared byte address (smem_u32) itself.
+__device__ __forceinline__ uint64_t smem_desc_at(uint32_t addr, uint32_t lbo, uint32_t sbo) {
   return ((addr & 0x3FFFFull) >> 4) | uint64_t{(lbo >> 4) & 0x3FFFu} << 16 | uint64_t{(sbo >> 4) & 0x3FFFu} << 32;
+}
+__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
+  return smem_desc_at(smem_u32(p), lbo, sbo);
 }
 
 // Descriptor of a core-matrix tile of CG column groups starting at p (16-byte aligned shared
@@ -57,6 +60,10 @@ __device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint3
 template <int CG>
 __device__ __forceinline__ uint64_t core_desc(const void* p) {
   return smem_desc(p, CG * 128, 128);
+}
+template <int CG>
+__device__ __forceinline__ uint64_t core_desc_at(uint32_t addr) {
+  return smem_desc_at(addr, CG * 128, 128);
 }
 
 // smem_desc for a tile in the 128-byte swizzle layout (bits 62-63 = 1): rows of 128 bytes,
