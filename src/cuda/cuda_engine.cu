@@ -431,8 +431,8 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
 
   if (env.nprobe > 0) {
     const int64_t items = units * env.nprobe;
-    pb_probe<<<static_cast<unsigned>((items + 7) / 8), 256, 0, stream>>>(args, env.pb_state, env.probe_rows,
-                                                                        env.nprobe, static_cast<int32_t>(units));
+    pb_probe<WG><<<static_cast<unsigned>((items + 7) / 8), 256, 0, stream>>>(args, env.pb_state, env.probe_rows,
+                                                                            env.nprobe, static_cast<int32_t>(units));
     TA_CUDA_LAUNCHED("probe (prefix x block)");
     if (ta_status s = finish_probe(args, units, env); s != TA_OK) return s;
   }

@@ -160,12 +160,15 @@ static_assert(pb_smem(kPbSmall) <= 101376, "the small shape fits 99 KB of opt-in
 // query stage, A fragments reloaded per block. dev/cuda/README.md, v5.
 inline constexpr int kPbWgStages = 4;
 inline constexpr int kPbWgStageBlocks = 4;
+inline constexpr int kPbWgStageRows = 16 * kPbWgStageBlocks;
+inline constexpr int kPbWgBarrierBytes = 8 * kPbWgStages;  // the query pass's stage barriers
 TA_HD constexpr int pb_wg_smem() {
-  return pb_key_smem(kPbWgStages) > (kPbQueryRows + kPbWgStages * 16 * kPbWgStageBlocks) * kPbTileStride * 2
-             ? pb_key_smem(kPbWgStages)
-             : (kPbQueryRows + kPbWgStages * 16 * kPbWgStageBlocks) * kPbTileStride * 2;
+  return (pb_key_smem(kPbWgStages) > (kPbQueryRows + kPbWgStages * kPbWgStageRows) * kPbTileStride * 2
+              ? pb_key_smem(kPbWgStages)
+              : (kPbQueryRows + kPbWgStages * kPbWgStageRows) * kPbTileStride * 2) +
+         kPbWgBarrierBytes;
 }
-static_assert(pb_wg_smem() == 139264, "136 KiB: above the mma.sync shapes, so a test cap can select those");
+static_assert(pb_wg_smem() == 139296, "136 KiB: above the mma.sync shapes, so a test cap can select those");
 
 // ---- selection ----------------------------------------------------------------------------
 

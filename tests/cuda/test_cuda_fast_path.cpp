@@ -128,7 +128,7 @@ TEST(PrefixBlockPlan, SelectionRule) {
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 1, 2), c, kH100), PassKernels::kGeneric);
   // Hopper with sm_90a code: the wgmma kernels when their 136 KiB fit, else as before.
   const int64_t wg = ta::cuda::pb_wg_smem();
-  EXPECT_EQ(wg, 139264);
+  EXPECT_EQ(wg, 139296);
   EXPECT_EQ(select_pass_kernels(full, c, kH100, true), PassKernels::kPrefixBlockWg);
   EXPECT_EQ(select_pass_kernels(full, c, wg, true), PassKernels::kPrefixBlockWg);
   EXPECT_EQ(select_pass_kernels(full, c, wg - 1, true), PassKernels::kPrefixBlock);

@@ -108,10 +108,34 @@ __device__ __forceinline__ void pb_load8(const Strided& x, int64_t row_base, int
   for (int i = 0; i < 8; ++i) out[i] = load_f(x.data, row_base + (c0 + i) * x.s3, x.dtype);
 }
 
+// Element offset of the 8-value chunk (row r, column group cg) in a core-matrix tile of CG
+// column groups (17 for the P = 3 state's 136 columns, 5 for P = 4's 40): the no-swizzle
+// MN-major layout a wgmma B descriptor reads (kernels/wgmma.cuh).
+template <int CG>
+__device__ __forceinline__ int core_offset(int r, int cg) {
+  return ((r >> 3) * CG + cg) * 64 + (r & 7) * 8;
+}
+
+// Element offset of (row r, column c) in a unit's S_pad. The mma.sync passes use rows of 136
+// values; the wgmma passes (kImage) store each stage of the query pass (kPbWgStageRows rows,
+// the last one 16) as the image of its shared-memory tile, in the core-matrix layout, so
+// that one bulk copy stages it.
+template <bool kImage>
+__device__ __forceinline__ int64_t pb_state_at(int r, int c) {
+  if constexpr (kImage) {
+    return static_cast<int64_t>(r / kPbWgStageRows) * kPbWgStageRows * kPbCols +
+           core_offset<kPbNT>(r % kPbWgStageRows, c >> 3) + (c & 7);
+  } else {
+    return static_cast<int64_t>(r) * kPbCols + c;
+  }
+}
+
 // The key passes' epilogue: a warp's two blocks (list positions list0, list0 + 1) from
 // accumulators in the mma C layout, weights folded in, stored as bf16 rows of the unit's
-// S_pad su; z (col 128 of the accumulators) split into z_hi + z_lo (cols 128, 129). Rows of
-// weight 0 (padding) are stored as exact zeros; null blocks are not stored.
+// S_pad su (layout: pb_state_at); z (col 128 of the accumulators) split into z_hi + z_lo
+// (cols 128, 129). Rows of weight 0 (padding) are stored as exact zeros; null blocks are not
+// stored.
+template <bool kImage>
 __device__ __forceinline__ void pb_store_state_rows(const float (&acc)[2][kPbNT][4], const uint32_t (&desc)[2],
                                                     int list0, __nv_bfloat16* su, int lane) {
   const int g = lane >> 2, t = lane & 3;
@@ -122,14 +146,15 @@ __device__ __forceinline__ void pb_store_state_rows(const float (&acc)[2][kPbNT]
     for (int half = 0; half < 2; ++half) {
       const int i = g + 8 * half;
       const float w = pb_weight(desc[m], i);
-      uint32_t* row = reinterpret_cast<uint32_t*>(su + static_cast<int64_t>((list0 + m) * 16 + i) * kPbCols);
+      const int r = (list0 + m) * 16 + i;
+      auto put = [&](int c, uint32_t pair) { *reinterpret_cast<uint32_t*>(su + pb_state_at<kImage>(r, c)) = pair; };
 #pragma unroll
       for (int n = 0; n < 16; ++n) {
-        row[4 * n + t] = w == 0.0f ? 0u : pack_bf16(acc[m][n][2 * half] * w, acc[m][n][2 * half + 1] * w);
+        put(8 * n + 2 * t, w == 0.0f ? 0u : pack_bf16(acc[m][n][2 * half] * w, acc[m][n][2 * half + 1] * w));
       }
       const float z = acc[m][16][2 * half] * w;
       const float z_hi = __bfloat162float(__float2bfloat16_rn(z));
-      row[64 + t] = t == 0 && w != 0.0f ? pack_bf16(z_hi, z - z_hi) : 0u;
+      put(kPbValueDim + 2 * t, t == 0 && w != 0.0f ? pack_bf16(z_hi, z - z_hi) : 0u);
     }
   }
 }

@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     }
   }
 
-  pb_store_state_rows(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
+  pb_store_state_rows<false>(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
 }
 
 }  // namespace ta::cuda

@@ -10,6 +10,7 @@
 
 namespace ta::cuda {
 
+template <bool kImage>  // the state's layout (pb_state_at)
 __global__ void pb_probe(PassArgs a, const __nv_bfloat16* __restrict__ state, const int64_t* __restrict__ rows,
                          int32_t nrows, int32_t units) {
   constexpr int kWarps = 8;
@@ -33,8 +34,8 @@ __global__ void pb_probe(PassArgs a, const __nv_bfloat16* __restrict__ state, co
     const int i = r & 15;
     float feature = i == 0 ? 1.0f : 0.0f;  // CONST
     if (pb_kind(d) != kPbConst) feature = pb_coordinate(x[16 * pb_bb(d) + i], x[pb_col(d)]);
-    const __nv_bfloat16* row = su + static_cast<int64_t>(r) * kPbCols;
-    den += feature * (__bfloat162float(row[kPbValueDim]) + __bfloat162float(row[kPbValueDim + 1]));
+    const __nv_bfloat16* z = su + pb_state_at<kImage>(r, kPbValueDim);  // z_hi, z_lo
+    den += feature * (__bfloat162float(z[0]) + __bfloat162float(z[1]));
   }
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) den += __shfl_xor_sync(0xffffffffu, den, o);

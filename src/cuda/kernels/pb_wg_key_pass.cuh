@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   wgmma_drain(acc);
   static_assert(kPbThreads * 2 * kPbNT * 4 * 4 <= pb_wg_smem(), "the accumulators fit the stage buffers");
   if (!cluster_reduce_acc<2 * kPbNT * 4>(&acc[0][0][0], reinterpret_cast<float*>(smem_raw))) return;
-  pb_store_state_rows(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
+  pb_store_state_rows<true>(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
 #else
   __trap();  // never selected without sm_90a code (device_has_wgmma)
 #endif

@@ -21,7 +21,6 @@
 
 namespace ta::cuda {
 
-inline constexpr int kPbWgStageRows = 16 * kPbWgStageBlocks;
 static_assert(kPbRows % 8 == 0, "stages hold whole k-groups of 8 rows");
 
 __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, const __nv_bfloat16* __restrict__ state) {
@@ -40,41 +39,33 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
   const int wrow = (warp >> 2) * 128 + (warp & 3) * 16;  // the warp's first row in slot 0; slot 1 adds 64
   const __nv_bfloat16* su = state + unit_local * kPbRows * kPbCols;
 
-  // Shared byte addresses (cp_async16_at), computed once.
+  // Shared byte addresses, computed once.
   const uint32_t qs_at = smem_u32(qs), ss_at = smem_u32(ss);
+  const uint32_t bars = ss_at + kPbWgStages * kPbWgStageRows * kST * 2;  // kPbWgStages mbarriers
   constexpr uint32_t kStageBytes = kPbWgStageRows * kST * 2;
+  static_assert(kST == kPbCols, "a stage is the image of kPbWgStageRows state rows (pb_state_at)");
 
-  // Chunk e = tid + 256 i of a stage: row (e & 7) + 8 ((e >> 3) / 17), column group
-  // (e >> 3) % 17; offsets (shared bytes | global elements << 16) computed once. A whole
-  // stage is 1,088 chunks: 4 per thread and a fifth for threads 0..63.
-  constexpr int kChunks = (kPbWgStageRows * kPbNT + kPbThreads - 1) / kPbThreads;  // 5
-  static_assert(kChunks == 5 && kPbWgStageRows * kPbNT == 4 * kPbThreads + 64, "the copy split below");
-  uint32_t chunk_off[kChunks];
-#pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int e = tid + i * kPbThreads, rest = e >> 3, cg = rest % kPbNT, r = (e & 7) | ((rest / kPbNT) << 3);
-    chunk_off[i] = static_cast<uint32_t>(2 * core_offset<kPbNT>(r, cg)) | static_cast<uint32_t>(r * kPbCols + cg * 8) << 16;
-  }
+  // Stage st: one bulk copy by thread 0 of the stage's image in the state (pb_state_at),
+  // completing on barrier st % kPbWgStages. Not the 1,088 16-byte copies of all threads:
+  // those stalled the warps on the copies' operand registers (ncu) while they waited for
+  // the L2.
   auto stage_state = [&](int st) {
-    const uint32_t dst = ss_at + static_cast<uint32_t>(st % kPbWgStages) * kStageBytes;
-    const __nv_bfloat16* src = su + static_cast<int64_t>(st) * kPbWgStageRows * kPbCols;
     const int rows = kPbRows - st * kPbWgStageRows < kPbWgStageRows ? kPbRows - st * kPbWgStageRows : kPbWgStageRows;
-    if (rows == kPbWgStageRows) {  // all stages but the last
-#pragma unroll
-      for (int i = 0; i < kChunks; ++i) {
-        if (i < kChunks - 1 || tid < 64) cp_async16_at(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16));
-      }
-      return;
-    }
-#pragma unroll
-    for (int i = 0; i < kChunks; ++i) {
-      if (tid + i * kPbThreads < rows * kPbNT) cp_async16_at(dst + (chunk_off[i] & 0xFFFFu), src + (chunk_off[i] >> 16));
-    }
+    const uint32_t bytes = static_cast<uint32_t>(rows) * kPbCols * 2, bar = bars + 8 * (st % kPbWgStages);
+    mbar_expect_tx(bar, bytes);
+    bulk_copy_to_shared(ss_at + static_cast<uint32_t>(st % kPbWgStages) * kStageBytes,
+                        su + static_cast<int64_t>(st) * kPbWgStageRows * kPbCols, bytes, bar);
   };
-  stage_state(0);
-  cp_async_commit();
-  stage_state(1);
-  cp_async_commit();
+  if (tid == 0) {
+#pragma unroll
+    for (int i = 0; i < kPbWgStages; ++i) mbar_init(bars + 8 * i, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+  if (tid == 0) {
+    stage_state(0);
+    stage_state(1);
+  }
   pb_stage_queries(a, unit_local, b, h, s, q0, qs);  // while the first stages are in flight
 
   float acc[2][kPbNT][4];
@@ -93,11 +84,11 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
   }
   uint32_t af[2][2][4];
   for (int st = 0; st < kStages; ++st) {
-    cp_async_wait<1>();  // stage st has landed (and, at st = 0, the Q tile's stores are before the barrier)
-    fence_proxy_async();
+    mbar_wait(bars + 8 * (st % kPbWgStages), static_cast<uint32_t>(st / kPbWgStages) & 1u);  // stage st landed
+    // At st = 0 the Q tile's stores are before the barrier; at every st all warps are past
+    // stage st - 1, so the wgmmas of stage st - 2 that read buffer (st + 2) % 4 have retired.
     __syncthreads();
-    if (st + 2 < kStages) stage_state(st + 2);
-    cp_async_commit();
+    if (tid == 0 && st + 2 < kStages) stage_state(st + 2);
     const uint32_t sbuf_at = ss_at + static_cast<uint32_t>(st % kPbWgStages) * kStageBytes;
 #pragma unroll
     for (int bi = 0; bi < kPbWgStageBlocks; ++bi) {

@@ -36,13 +36,6 @@
 
 namespace ta::cuda {
 
-// Element offset of the 8-value chunk (row r, column group cg) in a core-matrix tile of CG
-// column groups (17 for the P = 3 state's 136 columns, 5 for P = 4's 40).
-template <int CG>
-__device__ __forceinline__ int core_offset(int r, int cg) {
-  return ((r >> 3) * CG + cg) * 64 + (r & 7) * 8;
-}
-
 // Descriptor of a no-swizzle tile at p (16-byte aligned shared memory) with explicit byte
 // offsets (any multiple of 16): for a K-major B (the non-transposed B of PTX 9.7.15.5.1, 8 n
 // rows of 16 contiguous k bytes per core matrix) LBO = next core matrix along k, SBO = next
@@ -84,6 +77,33 @@ __device__ __forceinline__ void wgmma_wait() {
 // Shared memory written by cp.async or plain stores and read next by the tensor cores (the
 // async proxy): each writing thread fences before the barrier that publishes it.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// Bulk copies (the TMA unit, no tensor map) completing on an mbarrier. The barrier counts one
+// arrival (the issuing thread's expect_tx) plus the copied bytes; waiters poll the phase's
+// parity. Data a completed phase covers is visible to the waiting threads and to the tensor
+// cores (both copy and wgmma are async-proxy accesses: no proxy fence between them).
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(arrivals) : "memory");
+}
+// After initialising barriers, before the block barrier that publishes them.
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nTA_MBAR_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra TA_MBAR_WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// bytes (a multiple of 16; src and dst 16-byte aligned) from global src to shared dst.
+__device__ __forceinline__ void bulk_copy_to_shared(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
 
 // Keeps the compiler from moving accumulator registers while wgmmas that own them are in
 // flight (the asm below looks synchronous to it).
