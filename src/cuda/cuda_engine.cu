@@ -240,7 +240,7 @@ struct BatchEnv {
   const WindowLaunch* win;    // NULL when the window is inactive
   cudaStream_t stream;
   int sms;
-  __nv_bfloat16* pb_y;        // prefix x block path: prepared keys [units][Nk][128],
+  __nv_bfloat16* pb_y;        // prefix x block path: prepared key tiles (pb_key_bytes),
   __nv_bfloat16* pb_vx;       // value rows [units][Nk][136] (unless pb_direct_values),
   bool pb_direct_values;      // P = 3 path: the key pass reads v itself
   __nv_bfloat16* pb_state;    // and the states S_pad [units][9360][136] (P = 4: the
@@ -374,7 +374,7 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   TA_CUDA_TRY(cudaEventRecord(env.ev[0], stream), "cudaEventRecord");
   // Direct values: no value rows (env.pb_vx unused), the key pass stages v itself.
   __nv_bfloat16* vx = env.pb_direct_values ? nullptr : env.pb_vx;
-  pb_prep_keys<<<dim3(static_cast<unsigned>((g.Nk + kPbPrepTokens - 1) / kPbPrepTokens), un),
+  pb_prep_keys<<<dim3(static_cast<unsigned>(pb_key_tiles(g.Nk) * kPbKeyTile / kPbPrepTokens), un),
                  kPbPrepTokens * kPbPrepChunks, 0, stream>>>(args, env.pb_y, vx);
   TA_CUDA_LAUNCHED("key preparation (prefix x block)");
   if constexpr (WG) {

@@ -246,11 +246,14 @@ TA_HD inline int pb_key_split(int64_t units, int64_t n_tokens, const int64_t (&c
 // ---- workspace ----------------------------------------------------------------------------
 
 // Bytes per unit of a batch: the state S_pad (bf16, in place of the generic path's fp32 S and
-// its bf16 copy) and the prepared keys: y = bf16(sqrt|c| k / norm) [Nk][128] and the value
-// rows [v | 1 | 0 x 7] [Nk][136] (masked keys all zero). Queries are not copied: the query
-// pass stages and scales them itself, once per 256-query tile.
+// its bf16 copy) and the prepared keys: y = bf16(sqrt|c| k / norm) as images of the key
+// passes' shared-memory tiles, [key tiles][64][136] with cols 128..135 = [1, 0 x 7] and the
+// last tile's padding rows zero (one bulk copy stages a tile), and the value rows
+// [v | 1 | 0 x 7] [Nk][136] (masked keys all zero). Queries are not copied: the query pass
+// stages and scales them itself, once per 256-query tile.
 TA_HD constexpr int64_t pb_state_bytes() { return int64_t{kPbRows} * kPbCols * 2; }
-TA_HD constexpr int64_t pb_key_bytes(int64_t Nk) { return Nk * kPbDim * 2; }
+TA_HD constexpr int64_t pb_key_tiles(int64_t Nk) { return (Nk + kPbKeyTile - 1) / kPbKeyTile; }
+TA_HD constexpr int64_t pb_key_bytes(int64_t Nk) { return pb_key_tiles(Nk) * kPbKeyTile * kPbCols * 2; }
 TA_HD constexpr int64_t pb_value_bytes(int64_t Nk) { return Nk * kPbCols * 2; }
 // direct_values: the key pass reads v itself (pb_direct_values), so no value rows are kept.
 TA_HD constexpr int64_t pb_unit_bytes(int64_t Nk, bool direct_values) {

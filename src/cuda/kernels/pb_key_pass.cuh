@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   const int64_t unit = blockIdx.y;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int64_t n_tokens = a.g.Nk;
-  const __nv_bfloat16* yu = y + unit * n_tokens * kPbDim;
+  const __nv_bfloat16* yu = y + unit * pb_key_tiles(n_tokens) * kPbKeyTile * kPbCols;  // tile images (pb_prep_keys)
   // Values: the prepared rows [v | 1 | 0 x 7], or with vx = NULL (pb_direct_values) the
   // unit's bf16 v slice itself, its "1" column written here (0 for masked keys).
   const bool direct = vx == nullptr;
@@ -55,7 +55,8 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   const int64_t n_tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
   // Padding tokens are zero-filled, so they add nothing, not even to the CONST row whose A
   // fragment is built from constants. A [v|1] tile is one contiguous run of 64 rows x 272
-  // bytes both in the workspace and in shared memory; y rows are 256 bytes there, 272 here.
+  // bytes both in the workspace and in shared memory, and so is a y tile (its ones columns
+  // are set above).
   auto stage_tile = [&](int64_t tile, int buf) {
     __nv_bfloat16* ks = smem + 2 * buf * kTile;
     __nv_bfloat16* vs = ks + kTile;
@@ -63,7 +64,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     for (int e = tid; e < kPbKeyTile * (kPbDim / 8); e += kPbThreads) {
       const int r = e >> 4, c = (e & 15) * 8;
       const bool valid = tok0 + r < n_tokens;
-      cp_async16(ks + r * kST + c, yu + (valid ? tok0 + r : 0) * kPbDim + c, valid);
+      cp_async16(ks + r * kST + c, yu + (valid ? tok0 + r : 0) * kPbCols + c, valid);
     }
     if (!direct) {
       for (int e = tid; e < kPbKeyTile * (kPbCols / 8); e += kPbThreads) {

@@ -1,6 +1,7 @@
 // Prepares the prefix x block key pass's inputs for a batch of units, so that pass can
 // stream them with cp.async (its tiles are re-read by all 37 CTAs of a unit):
-//   y[unit][t][0..127]   = bf16(k_t * kfac_t)   (sqrt|c|, 1/norm when qk_normalize)
+//   y[unit][t][0..135]   = [bf16(k_t * kfac_t), 1, 0 x 7]   (sqrt|c|, 1/norm when qk_normalize),
+//                          t up to the last key tile's end (pb_key_bytes), padding rows zero
 //   vx[unit][t][0..135]  = [bf16(v_t), 1, 0 x 7], all zero for masked keys
 // Masked keys' rows are zero in vx only: their features then meet zero values and a zero
 // "1" column, so they add nothing to S or z (even through the CONST row, which is 1 for
@@ -23,7 +24,14 @@ __global__ void __launch_bounds__(kPbPrepTokens * kPbPrepChunks) pb_prep_keys(Pa
   const int64_t unit_local = blockIdx.y;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kPbPrepTokens + threadIdx.x / kPbPrepChunks;
   const int chunk = static_cast<int>(threadIdx.x % kPbPrepChunks);
-  if (t >= g.Nk) return;
+  const int64_t y_rows = pb_key_tiles(g.Nk) * kPbKeyTile;
+  if (t >= y_rows) return;
+  __nv_bfloat16* yrow = y + (unit_local * y_rows + t) * kPbCols;
+  if (t >= g.Nk) {  // the last tile's padding rows: zeros (cols 0..135)
+    if (chunk <= kKChunks) *reinterpret_cast<uint4*>(yrow + chunk * 8) = make_uint4(0u, 0u, 0u, 0u);
+    return;
+  }
+  if (chunk == kKChunks) *reinterpret_cast<uint4*>(yrow + kPbOnesCol) = make_uint4(kBf16One, 0u, 0u, 0u);
   int64_t b, h, s;
   unit_coords(g, g.unit0 + unit_local, &b, &h, &s);
   float x[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
@@ -35,7 +43,7 @@ __global__ void __launch_bounds__(kPbPrepTokens * kPbPrepChunks) pb_prep_keys(Pa
     const float f = a.kfac[unit_local * g.Nk + t];
 #pragma unroll
     for (int i = 0; i < 8; ++i) x[i] *= f;
-    dst = reinterpret_cast<uint4*>(y + (unit_local * g.Nk + t) * kPbDim + c0);
+    dst = reinterpret_cast<uint4*>(yrow + c0);
   } else {
     if (vx == nullptr) return;  // the key pass reads v itself (pb_direct_values)
     const int c0 = (chunk - kKChunks) * 8;

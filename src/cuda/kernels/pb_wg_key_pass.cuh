@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   const int64_t unit = blockIdx.y;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
   const int64_t n_tokens = a.g.Nk;
-  const __nv_bfloat16* yu = y + unit * n_tokens * kPbDim;
+  const __nv_bfloat16* yu = y + unit * pb_key_tiles(n_tokens) * kPbKeyTile * kPbCols;  // tile images (pb_prep_keys)
   // Values: the prepared rows [v | 1 | 0 x 7], or with vx = NULL (pb_direct_values) the
   // unit's bf16 v slice itself, its "1" column written here (0 for masked keys).
   const bool direct = vx == nullptr;
@@ -65,23 +65,31 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   const uint32_t ring = smem_u32(smem_raw);
   constexpr uint32_t kStageBytes = 2 * kTile * 2;
 
-  // The y tiles' cols 128..135 = [1, 0 x 7], and the [v|1] tiles' column group 16 = [1 | 0 x 7]
-  // for every token: cp.async never writes the first; full tiles of an unmasked call read
-  // direct values keep the second (only the last, partial tile and masked calls rewrite it).
+  // The [v|1] tiles' column group 16 = [1 | 0 x 7] for every token: full tiles of an unmasked
+  // call that reads direct values keep it (only the last, partial tile and masked calls
+  // rewrite it).
   for (int e = tid; e < kPbWgStages * kPbKeyTile; e += kPbThreads) {
     const int s = e / kPbKeyTile, r = e % kPbKeyTile;
-    *reinterpret_cast<uint4*>(smem + 2 * s * kTile + r * kST + kPbOnesCol) = make_uint4(kBf16One, 0u, 0u, 0u);
     *reinterpret_cast<uint4*>(smem + 2 * s * kTile + kTile + core_offset<kPbNT>(r, 16)) =
         make_uint4(kBf16One, 0u, 0u, 0u);
   }
+  // The y tiles come by one bulk copy each (17,408 bytes of the prepared tile image, ones
+  // columns and zero padding rows included), completing on barrier `buffer`: 1,024 16-byte
+  // copies of all threads stalled the warps on the copies' operand registers (ncu).
+  const uint32_t bars = ring + kPbWgStages * kStageBytes;
+  if (tid == 0) {
+#pragma unroll
+    for (int i = 0; i < kPbWgStages; ++i) mbar_init(bars + 8 * i, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
 
-  // Every tile, a thread stages the same chunks: y rows rk + 16 i (i < 4) at cols ck..ck+7,
-  // and value column group cv of tokens rv + 16 i (8 lanes = 8 tokens of one group: distinct
-  // banks; a warp reads 64 contiguous bytes of 8 tokens). Padding tokens are zero-filled,
-  // masked keys' values too (direct values; prepared rows are zero already), so neither
-  // adds anything, not even to the CONST row.
-  const int rk = tid >> 4, ck = (tid & 15) * 8, rv = (tid & 7) + 8 * (tid >> 7), cv = (tid >> 3) & 15;
-  const uint32_t ks_at = ring + 2 * (rk * kST + ck), vs_at = ring + 2 * (kTile + core_offset<kPbNT>(rv, cv));
+  // Every tile, a thread stages the same chunks: value column group cv of tokens rv + 16 i
+  // (8 lanes = 8 tokens of one group: distinct banks; a warp reads 64 contiguous bytes of 8
+  // tokens). Padding tokens are zero-filled, masked keys' values too (direct values;
+  // prepared rows are zero already), so neither adds anything, not even to the CONST row.
+  const int rv = (tid & 7) + 8 * (tid >> 7), cv = (tid >> 3) & 15;
+  const uint32_t vs_at = ring + 2 * (kTile + core_offset<kPbNT>(rv, cv));
   const uint32_t ones_at = ring + 2 * (kTile + core_offset<kPbNT>(tid & (kPbKeyTile - 1), 16));
   const int64_t all_tiles = (n_tokens + kPbKeyTile - 1) / kPbKeyTile;
   const int64_t per_rank = (all_tiles + ksplit - 1) / ksplit;
@@ -95,21 +103,21 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   auto stage_tile = [&](int64_t tile, int buf) {
     const uint32_t at = static_cast<uint32_t>(buf) * kStageBytes;
     const int64_t tok0 = (tile0 + tile) * kPbKeyTile;
+    if (tid == 0) {
+      const uint32_t bar = bars + 8 * buf;
+      mbar_expect_tx(bar, kTile * 2);
+      bulk_copy_to_shared(ring + at, yu + tok0 * kPbCols, kTile * 2, bar);
+    }
     if (unmasked && tok0 + kPbKeyTile <= n_tokens) {
-      const __nv_bfloat16* ys = yu + (tok0 + rk) * kPbDim + ck;
       const __nv_bfloat16* vs = v_rows + (tok0 + rv) * v_stride + cv * 8;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        cp_async16_at(ks_at + at + i * 16 * kST * 2, ys + i * 16 * kPbDim);
-        cp_async16_at(vs_at + at + i * 2 * kPbNT * 64 * 2, vs + i * 16 * v_stride);
-      }
+      for (int i = 0; i < 4; ++i) cp_async16_at(vs_at + at + i * 2 * kPbNT * 64 * 2, vs + i * 16 * v_stride);
       if (!direct && tid < kPbKeyTile) cp_async16_at(ones_at + at, vu + (tok0 + tid) * kPbCols + kPbValueDim);
       return;
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int64_t tk = tok0 + rk + 16 * i, tv = tok0 + rv + 16 * i;
-      cp_async16_at(ks_at + at + i * 16 * kST * 2, yu + (tk < n_tokens ? tk : 0) * kPbDim + ck, tk < n_tokens);
+      const int64_t tv = tok0 + rv + 16 * i;
       const uint32_t dst = vs_at + at + i * 2 * kPbNT * 64 * 2;
       if (direct) {
         const bool valid = tv < n_tokens && key_attends(a, vb, tv);
@@ -146,7 +154,8 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   // them makes ptxas serialize every wgmma of the kernel (its warning C7513).
   uint32_t af[2][2][4];
   for (int64_t tile = 0; tile < n_tiles; ++tile) {
-    cp_async_wait<1>();  // tile `tile` has landed (tile + 1 may still be in flight)
+    cp_async_wait<1>();  // tile `tile`'s values have landed (tile + 1 may still be in flight)
+    mbar_wait(bars + 8 * static_cast<int>(tile % kPbWgStages), static_cast<uint32_t>(tile / kPbWgStages) & 1u);  // its keys
     fence_proxy_async();
     __syncthreads();
     if (tile + 2 < n_tiles) stage_tile(tile + 2, static_cast<int>((tile + 2) % kPbWgStages));
