@@ -6,7 +6,8 @@
 // 11.5 ms against 15.3 ms for the mma.sync kernel at N = 66048, H = 24 (H100).
 //
 // CTA = 2 warpgroups; warp w owns blocks 2w, 2w + 1 of the CTA's 16, so warpgroup G's wgmma
-// for slot m covers blocks 8G + m, 8G + 2 + m, ... (one per warp). Token tiles of 64 in a
+// for slot m covers blocks 8G + m, 8G + 2 + m, ... (one per warp). Token tiles of 64 (the y
+// tile by one bulk copy of its prepared image on an mbarrier, the [v|1] tile by cp.async) in a
 // 4-stage ring filled two tiles ahead: the buffer refilled at tile T was read by tile T - 2's
 // wgmmas, all retired by the wgmma_wait<1> of tile T - 1's second k-step. A is
 // double-buffered across k-steps: the wgmma_wait<1> before building a[kk & 1] retires the
@@ -60,8 +61,8 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     p_off[m] = 2 * t * kST + col;
   }
 
-  // Shared byte addresses, computed once (cp_async16_at): the ring, and per thread the
-  // staging slots and the A / prefix positions of k-step 0.
+  // Shared byte addresses, computed once (cp_async16_at): the ring, its barriers and each
+  // thread's staging slots.
   const uint32_t ring = smem_u32(smem_raw);
   constexpr uint32_t kStageBytes = 2 * kTile * 2;
 

@@ -5,8 +5,8 @@
 //
 // 256 queries per CTA; warpgroup G owns rows 128 G .. 128 G + 127 as two m64 slots, warp j
 // of the group rows 64 mt + 16 j + (g, g + 8) of slot mt. The state streams in stages of 4
-// blocks (64 rows, copied into the core-matrix layout) through a 4-stage ring filled two
-// stages ahead, as in the key pass. Per block and warp: A = 2 ldmatrix.x4 of the Q tile at
+// blocks (64 rows, each one bulk copy of its core-matrix image in S_pad, pb_state_at)
+// through a 4-stage ring filled two stages ahead, as in the key pass. Per block and warp: A = 2 ldmatrix.x4 of the Q tile at
 // column block bb (no Q fragments held in registers: 184 instead of 255 registers), each
 // row scaled by its prefix as bf16x2 products. CONST runs as column block 8 (Q tile cols
 // 128..143 = [1, 0 x 7, the next row's dims 0..7]) with the ones column as prefix: its state
