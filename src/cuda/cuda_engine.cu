@@ -32,6 +32,7 @@
 #include "cuda/kernels/pb_probe.cuh"
 #include "cuda/kernels/pb_query_pass.cuh"
 #include "cuda/kernels/pb_wg_key_pass.cuh"
+#include "cuda/kernels/pb_wg_key_pass_tma.cuh"
 #include "cuda/kernels/pb_wg_query_pass.cuh"
 #include "cuda/kernels/pb4_wg_query_pass.cuh"
 #include "cuda/kernels/prep.cuh"
@@ -53,6 +54,8 @@ std::atomic<int64_t> g_smem_cap{-1};
 thread_local PassKernels t_last_kernels = PassKernels::kGeneric;
 thread_local int t_last_key_split = 1;
 std::atomic<int> g_key_split_cap{kPbMaxKeySplit};
+thread_local int t_last_key_tma = 0;
+std::atomic<int> g_key_tma_cap{1};  // pairs measured slower (perf-notes, v9)
 // And of window_plan.h: whether the window kernel may use wgmma, and the one last used.
 std::atomic<bool> g_window_wgmma{true};
 thread_local WindowKernel t_last_window = WindowKernel::kNone;
@@ -233,6 +236,56 @@ struct WindowLaunch {
 };
 
 // What every batch of a call shares: its inputs, and where the results go.
+// The tensor map of the TMA key pass (pb_wg_key_pass_tma) over the caller's bf16 v: boxes of
+// 64 value columns x 64 tokens in the 128-byte swizzle. The token, head and batch dims follow
+// the value columns in order of their strides (the driver wants each dim's stride to cover
+// the ones before it; ComfyUI's Flux v is a [B, N, H, D] buffer viewed as [B, H, N, D]), and
+// `order` tells the kernel where each went (pb_tma_coords). Size-1 dims get a stride that
+// covers the dims before them. false: no map (driver entry point or encoding refused); the
+// LDGSTS key pass runs then.
+bool make_value_map(const Problem& p, CUtensorMap* map, uint32_t* order) {
+  using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                              const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                              CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+  static const Encode encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return Encode{nullptr};
+    }
+    return reinterpret_cast<Encode>(fn);
+  }();
+  if (encode == nullptr) return false;
+  const ta_tensor& v = *p.v;
+  struct Dim {
+    int64_t size, stride;  // stride in bytes
+    int which;             // 0 tokens, 1 heads, 2 batch
+  };
+  Dim d[3] = {{p.Nk, v.strides[2] * 2, 0}, {p.H, v.strides[1] * 2, 1}, {p.B, v.strides[0] * 2, 2}};
+  std::stable_sort(d, d + 3, [](const Dim& x, const Dim& y) {
+    return (x.size == 1 ? INT64_MAX : x.stride) < (y.size == 1 ? INT64_MAX : y.stride);
+  });
+  cuuint64_t dims[4] = {static_cast<cuuint64_t>(p.dv), 0, 0, 0}, strides[3] = {};
+  int64_t covered = p.dv * 2;
+  *order = 0;
+  for (int i = 0; i < 3; ++i) {
+    dims[i + 1] = static_cast<cuuint64_t>(d[i].size);
+    strides[i] = static_cast<cuuint64_t>(d[i].size == 1 ? covered : d[i].stride);
+    covered = static_cast<int64_t>(strides[i]) * d[i].size;
+    *order |= static_cast<uint32_t>(i) << (2 * d[i].which);
+  }
+  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(kPbKeyTile), 1, 1}, elem[4] = {1, 1, 1, 1};
+  // The token dim's box is 64 wherever it went: put the 64 there, 1 elsewhere.
+  cuuint32_t boxes[4] = {box[0], 1, 1, 1};
+  for (int i = 0; i < 3; ++i) boxes[i + 1] = d[i].which == 0 ? box[1] : 1;
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, v.data, dims, strides, boxes, elem,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 struct BatchEnv {
   const ta_config* c;
   const int64_t* probe_rows;  // device copy of the sampled rows
@@ -243,6 +296,8 @@ struct BatchEnv {
   __nv_bfloat16* pb_y;        // prefix x block path: prepared key tiles (pb_key_bytes),
   __nv_bfloat16* pb_vx;       // value rows [units][Nk][136] (unless pb_direct_values),
   bool pb_direct_values;      // P = 3 path: the key pass reads v itself
+  const CUtensorMap* pb_vmap; // and a tensor map over it (unmasked calls; NULL: none), its
+  uint32_t pb_vmap_order;     // dim order (make_value_map)
   __nv_bfloat16* pb_state;    // and the states S_pad [units][9360][136] (P = 4: the
                               // layouts of prefix_block4_plan.h, states [units][8688][40])
   bool* probe_failed;
@@ -412,7 +467,24 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
       split = std::min(pb_key_split(units, g.Nk, per_wave), g_key_split_cap.load());
     }
     t_last_key_split = split;
-    if (split > 1) {
+    // Unsplit, unmasked, direct bf16 values with a tensor map: the TMA kernel, alone (pairs of
+    // CTAs sharing each tile only where a test asks: 1.9x slower on the H100, perf-notes v9).
+    const int tma = split == 1 && env.pb_vmap != nullptr && smem_optin(dev) >= pb_wg_tma_smem()
+                        ? g_key_tma_cap.load()
+                        : 0;
+    t_last_key_tma = tma;
+    if (tma > 0) {
+      constexpr size_t kTmaSmem = pb_wg_tma_smem();
+      auto* kernel = tma == 2 ? pb_wg_key_pass_tma<kPbTmaCluster> : pb_wg_key_pass_tma<1>;
+      if (ta_status s = allow_smem(kernel, kTmaSmem); s != TA_OK) return s;
+      cudaLaunchAttribute attr{};
+      cudaLaunchConfig_t cfg = config(tma == 2 ? kPbTmaCluster : 1, &attr);
+      cfg.gridDim.x = tma == 2 ? kPbTmaCtas : kPbKeyCtas;
+      cfg.dynamicSmemBytes = kTmaSmem;
+      TA_CUDA_TRY(cudaLaunchKernelEx(&cfg, kernel, args, *env.pb_vmap, env.pb_vmap_order,
+                                     static_cast<const __nv_bfloat16*>(env.pb_y), env.pb_state),
+                  "key pass launch (TMA)");
+    } else if (split > 1) {
       cudaLaunchAttribute attr{};
       const cudaLaunchConfig_t cfg = config(split, &attr);
       TA_CUDA_TRY(cudaLaunchKernelEx(&cfg, pb_wg_key_pass, args, static_cast<const __nv_bfloat16*>(env.pb_y),
@@ -696,6 +768,11 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
   env.pb_vx = reinterpret_cast<__nv_bfloat16*>(ws + l.pb_vx);
   env.pb_direct_values = !prefix_block4(kernels) && prefix_block(kernels) && pb_direct_values(p);
   env.pb_state = reinterpret_cast<__nv_bfloat16*>(ws + l.S);
+  CUtensorMap vmap{};
+  env.pb_vmap = kernels == PassKernels::kPrefixBlockWg && env.pb_direct_values && args.keep == nullptr &&
+                        make_value_map(p, &vmap, &env.pb_vmap_order)
+                    ? &vmap
+                    : nullptr;
   env.probe_failed = &probe_failed;
   env.host_stats = &host;
   env.ev = events.ev;
@@ -803,6 +880,10 @@ PassKernels last_pass_kernels() { return t_last_kernels; }
 
 int last_key_split() { return t_last_key_split; }
 
+int last_key_pass_tma() { return t_last_key_tma; }
+
+void set_key_pass_tma_cap_for_testing(int cap) { g_key_tma_cap.store(cap < 0 ? 1 : std::min(cap, 2)); }
+
 void set_key_split_cap_for_testing(int cap) { g_key_split_cap.store(cap < 1 ? kPbMaxKeySplit : cap); }
 
 void set_window_wgmma_for_testing(bool allowed) { g_window_wgmma.store(allowed); }
@@ -851,6 +932,7 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   const PassKernels kernels = kernels_for(p, c);
   t_last_kernels = kernels;
   t_last_key_split = 1;
+  t_last_key_tma = 0;
   t_last_window = WindowKernel::kNone;
   MemoryPlan plan;
   if (!plan_for(p, c, kernels, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");

@@ -47,6 +47,14 @@ struct KeySplitCap {
   KeySplitCap& operator=(const KeySplitCap&) = delete;
 };
 
+// Caps the P = 3 key pass's TMA staging for a scope (0: never, 1: never in pairs).
+struct KeyTmaCap {
+  explicit KeyTmaCap(int cap) { ta::cuda::set_key_pass_tma_cap_for_testing(cap); }
+  ~KeyTmaCap() { ta::cuda::set_key_pass_tma_cap_for_testing(-1); }
+  KeyTmaCap(const KeyTmaCap&) = delete;
+  KeyTmaCap& operator=(const KeyTmaCap&) = delete;
+};
+
 // How q, k, v and out are laid out: contiguous [B,H,N,D]; views of [B,N,H,D] (ComfyUI's
 // [B,N,H*D], 16-byte vector loads still allowed); views of [B,N,H,D+3] (scalar loads).
 enum class View { kContiguous, kBNHD, kPadded };

@@ -27,6 +27,59 @@
 
 namespace ta::cuda {
 
+// A warp's two blocks (list positions list0, list0 + 1) in the wgmma key passes: their
+// descriptors, and the element offsets in a staged y tile ([64][136]) of the warp's ldmatrix
+// rows at k-step 0 and of the prefix of token 2t.
+struct PbWgKeyWarp {
+  uint32_t desc[2];
+  int a_off[2], p_off[2];
+};
+__device__ __forceinline__ PbWgKeyWarp pb_wg_key_warp(int list0, int lane) {
+  PbWgKeyWarp w{};
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    w.desc[m] = c_pb_list.d[list0 + m];
+    const bool generic = pb_kind(w.desc[m]) >= kPbDeg1;
+    const int bb = generic ? pb_bb(w.desc[m]) : 8, col = generic ? pb_col(w.desc[m]) : kPbOnesCol;
+    w.a_off[m] = ((lane & 7) + (lane >> 4) * 8) * kPbTileStride + 16 * bb + ((lane >> 3) & 1) * 8;
+    w.p_off[m] = 2 * (lane & 3) * kPbTileStride + col;
+  }
+  return w;
+}
+
+// One k-step of a warp (tokens 16 kk .. 16 kk + 15 of the y tile staged at shared byte
+// address y_at, sb the same tile as a pointer): the prefixes, the wait that retires the
+// wgmma group two k-steps back (after it, everything older groups read is free), A built
+// into af (the buffer that group read), and the two wgmmas against the [v|1] slab of
+// descriptor bdesc as one group.
+__device__ __forceinline__ void pb_wg_key_kstep(float (&acc)[2][kPbNT][4], uint32_t (&af)[2][4],
+                                                const PbWgKeyWarp& w, const uint16_t* sb, uint32_t y_at, int kk,
+                                                uint64_t bdesc) {
+#if TA_WGMMA_DEVICE
+  constexpr int kST = kPbTileStride;
+  // The prefixes first: they need no wgmma to retire, so their latency hides behind the wait.
+  uint32_t lo[2], hi[2];
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    const uint16_t* pc = sb + kk * 16 * kST + w.p_off[m];
+    lo[m] = pair_bf16(pc[0], pc[kST]);
+    hi[m] = pair_bf16(pc[8 * kST], pc[9 * kST]);
+  }
+  wgmma_wait<1>();
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    // A = y slab transposed (rows = the block's 16 dims, cols = tokens), each pair scaled
+    // by its tokens' prefix: (2t, 2t+1) for registers 0 and 1, (2t+8, 2t+9) for 2 and 3.
+    ldsm_x4_trans_at(af[m], y_at + 2 * (kk * 16 * kST + w.a_off[m]));
+    af[m][0] = bf16x2_mul(af[m][0], lo[m]);
+    af[m][1] = bf16x2_mul(af[m][1], lo[m]);
+    af[m][2] = bf16x2_mul(af[m][2], hi[m]);
+    af[m][3] = bf16x2_mul(af[m][3], hi[m]);
+  }
+  wgmma_step(acc, af, bdesc);
+#endif
+}
+
 __global__ void __launch_bounds__(kPbThreads, 1)
     pb_wg_key_pass(PassArgs a, const __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ vx,
                    __nv_bfloat16* __restrict__ state) {
@@ -36,7 +89,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   const int64_t unit = blockIdx.y;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int64_t n_tokens = a.g.Nk;
   const __nv_bfloat16* yu = y + unit * pb_key_tiles(n_tokens) * kPbKeyTile * kPbCols;  // tile images (pb_prep_keys)
   // Values: the prepared rows [v | 1 | 0 x 7], or with vx = NULL (pb_direct_values) the
@@ -51,15 +104,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
   // r taking its r-th share of the token tiles; cluster_reduce_acc sums them in rank 0.
   const int ksplit = static_cast<int>(cluster_size()), krank = static_cast<int>(cluster_rank());
   const int list0 = static_cast<int>(blockIdx.x) / ksplit * kPbKeyBlocksPerCta + warp * 2;
-  const uint32_t desc[2] = {c_pb_list.d[list0], c_pb_list.d[list0 + 1]};
-  int a_off[2], p_off[2];  // element offsets in a stage: the A slab of k-step 0, the prefix of token 2t
-#pragma unroll
-  for (int m = 0; m < 2; ++m) {
-    const bool generic = pb_kind(desc[m]) >= kPbDeg1;
-    const int bb = generic ? pb_bb(desc[m]) : 8, col = generic ? pb_col(desc[m]) : kPbOnesCol;
-    a_off[m] = ((lane & 7) + (lane >> 4) * 8) * kST + 16 * bb + ((lane >> 3) & 1) * 8;
-    p_off[m] = 2 * t * kST + col;
-  }
+  const PbWgKeyWarp w = pb_wg_key_warp(list0, lane);
 
   // Shared byte addresses, computed once (cp_async16_at): the ring, its barriers and each
   // thread's staging slots.
@@ -166,34 +211,13 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     const uint16_t* sb = reinterpret_cast<const uint16_t*>(smem + 2 * buf * kTile);
 #pragma unroll
     for (int kk = 0; kk < kPbKeyTile / 16; ++kk) {
-      const int ab = kk & 1;
-      // The prefixes first: they need no wgmma to retire, so their latency hides behind the wait.
-      uint32_t lo[2], hi[2];
-#pragma unroll
-      for (int m = 0; m < 2; ++m) {
-        const uint16_t* pc = sb + kk * 16 * kST + p_off[m];
-        lo[m] = pair_bf16(pc[0], pc[kST]);
-        hi[m] = pair_bf16(pc[8 * kST], pc[9 * kST]);
-      }
-      wgmma_wait<1>();
-#pragma unroll
-      for (int m = 0; m < 2; ++m) {
-        // A = y slab transposed (rows = the block's 16 dims, cols = tokens), each pair scaled
-        // by its tokens' prefix: (2t, 2t+1) for registers 0 and 1, (2t+8, 2t+9) for 2 and 3.
-        ldsm_x4_trans_at(af[ab][m], st_at + 2 * (kk * 16 * kST + a_off[m]));
-        af[ab][m][0] = bf16x2_mul(af[ab][m][0], lo[m]);
-        af[ab][m][1] = bf16x2_mul(af[ab][m][1], lo[m]);
-        af[ab][m][2] = bf16x2_mul(af[ab][m][2], hi[m]);
-        af[ab][m][3] = bf16x2_mul(af[ab][m][3], hi[m]);
-      }
-      const uint64_t bdesc = core_desc_at<kPbNT>(st_at + 2 * (kTile + 2 * kk * kPbNT * 64));
-      wgmma_step(acc, af[ab], bdesc);
+      pb_wg_key_kstep(acc, af[kk & 1], w, sb, st_at, kk, core_desc_at<kPbNT>(st_at + 2 * (kTile + 2 * kk * kPbNT * 64)));
     }
   }
   wgmma_drain(acc);
   static_assert(kPbThreads * 2 * kPbNT * 4 * 4 <= pb_wg_smem(), "the accumulators fit the stage buffers");
   if (!cluster_reduce_acc<2 * kPbNT * 4>(&acc[0][0][0], reinterpret_cast<float*>(smem_raw))) return;
-  pb_store_state_rows<true>(acc, desc, list0, state + unit * kPbRows * kPbCols, lane);
+  pb_store_state_rows<true>(acc, w.desc, list0, state + unit * kPbRows * kPbCols, lane);
 #else
   __trap();  // never selected without sm_90a code (device_has_wgmma)
 #endif
