@@ -59,6 +59,8 @@ std::atomic<int> g_key_tma_cap{1};  // pairs measured slower (perf-notes, v9)
 // And of window_plan.h: whether the window kernel may use wgmma, and the one last used.
 std::atomic<bool> g_window_wgmma{true};
 thread_local WindowKernel t_last_window = WindowKernel::kNone;
+std::atomic<bool> g_window_tma{true};
+thread_local bool t_last_window_tma = false;
 
 constexpr int64_t kAlign = 256;
 constexpr int kWarps = 8;    // warps per block in the tensor-core passes
@@ -224,26 +226,15 @@ struct Timers {
   float key_ms = 0, probe_ms = 0, query_ms = 0, window_ms = 0;
 };
 
-// ---- the local-exact hybrid's kernels: launchers and their selection ----
-// (Included here, not compiled alone: they use allow_smem and TA_CUDA_LAUNCHED above.)
-#include "cuda/window_launch.inc"
-
-// What run_batch needs to finish the hybrid (NULL when the window is inactive).
-struct WindowLaunch {
-  WindowFn fn;
-  WindowArgs args;  // device pointers filled in
-  int64_t tiles;
-};
-
-// What every batch of a call shares: its inputs, and where the results go.
-// The tensor map of the TMA key pass (pb_wg_key_pass_tma) over the caller's bf16 v: boxes of
-// 64 value columns x 64 tokens in the 128-byte swizzle. The token, head and batch dims follow
-// the value columns in order of their strides (the driver wants each dim's stride to cover
-// the ones before it; ComfyUI's Flux v is a [B, N, H, D] buffer viewed as [B, H, N, D]), and
-// `order` tells the kernel where each went (pb_tma_coords). Size-1 dims get a stride that
-// covers the dims before them. false: no map (driver entry point or encoding refused); the
-// LDGSTS key pass runs then.
-bool make_value_map(const Problem& p, CUtensorMap* map, uint32_t* order) {
+// A tensor map over a caller's 16-bit [B, H, N, width] tensor t for TMA staging: boxes of
+// box_cols columns x box_rows tokens in the 128-byte swizzle (box_cols = 64: 128-byte rows).
+// The token, head and batch dims follow the columns in order of their strides (the driver
+// wants each dim's stride to cover the ones before it; ComfyUI's Flux v is a [B, N, H, D]
+// buffer viewed as [B, H, N, D]), and `order` tells the kernels where each went
+// (tma_token_coords). Size-1 dims get a stride that covers the dims before them. false: no
+// map (driver entry point or encoding refused); the callers' cp.async kernels run then.
+bool make_token_map(const ta_tensor& t, int64_t B, int64_t H, int64_t N, int64_t width, int box_cols, int box_rows,
+                    CUtensorMap* map, uint32_t* order) {
   using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
                               const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
                               CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
@@ -258,34 +249,45 @@ bool make_value_map(const Problem& p, CUtensorMap* map, uint32_t* order) {
     }
     return reinterpret_cast<Encode>(fn);
   }();
-  if (encode == nullptr) return false;
-  const ta_tensor& v = *p.v;
+  if (encode == nullptr || t.data == nullptr) return false;
   struct Dim {
     int64_t size, stride;  // stride in bytes
     int which;             // 0 tokens, 1 heads, 2 batch
   };
-  Dim d[3] = {{p.Nk, v.strides[2] * 2, 0}, {p.H, v.strides[1] * 2, 1}, {p.B, v.strides[0] * 2, 2}};
+  Dim d[3] = {{N, t.strides[2] * 2, 0}, {H, t.strides[1] * 2, 1}, {B, t.strides[0] * 2, 2}};
   std::stable_sort(d, d + 3, [](const Dim& x, const Dim& y) {
     return (x.size == 1 ? INT64_MAX : x.stride) < (y.size == 1 ? INT64_MAX : y.stride);
   });
-  cuuint64_t dims[4] = {static_cast<cuuint64_t>(p.dv), 0, 0, 0}, strides[3] = {};
-  int64_t covered = p.dv * 2;
+  cuuint64_t dims[4] = {static_cast<cuuint64_t>(width), 0, 0, 0}, strides[3] = {};
+  cuuint32_t box[4] = {static_cast<cuuint32_t>(box_cols), 1, 1, 1};
+  const cuuint32_t elem[4] = {1, 1, 1, 1};
+  int64_t covered = width * 2;
   *order = 0;
   for (int i = 0; i < 3; ++i) {
     dims[i + 1] = static_cast<cuuint64_t>(d[i].size);
     strides[i] = static_cast<cuuint64_t>(d[i].size == 1 ? covered : d[i].stride);
     covered = static_cast<int64_t>(strides[i]) * d[i].size;
+    box[i + 1] = d[i].which == 0 ? static_cast<cuuint32_t>(box_rows) : 1;
     *order |= static_cast<uint32_t>(i) << (2 * d[i].which);
   }
-  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(kPbKeyTile), 1, 1}, elem[4] = {1, 1, 1, 1};
-  // The token dim's box is 64 wherever it went: put the 64 there, 1 elsewhere.
-  cuuint32_t boxes[4] = {box[0], 1, 1, 1};
-  for (int i = 0; i < 3; ++i) boxes[i + 1] = d[i].which == 0 ? box[1] : 1;
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, v.data, dims, strides, boxes, elem,
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4, t.data, dims, strides, box, elem,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// ---- the local-exact hybrid's kernels: launchers and their selection ----
+// (Included here, not compiled alone: they use allow_smem and TA_CUDA_LAUNCHED above.)
+#include "cuda/window_launch.inc"
+
+// What run_batch needs to finish the hybrid (NULL when the window is inactive).
+struct WindowLaunch {
+  WindowFn fn;
+  WindowArgs args;  // device pointers filled in
+  WindowMaps maps;  // the wgmma kernel's TMA staging (window_maps)
+  int64_t tiles;
+};
+
+// What every batch of a call shares: its inputs, and where the results go.
 struct BatchEnv {
   const ta_config* c;
   const int64_t* probe_rows;  // device copy of the sampled rows
@@ -297,7 +299,7 @@ struct BatchEnv {
   __nv_bfloat16* pb_vx;       // value rows [units][Nk][136] (unless pb_direct_values),
   bool pb_direct_values;      // P = 3 path: the key pass reads v itself
   const CUtensorMap* pb_vmap; // and a tensor map over it (unmasked calls; NULL: none), its
-  uint32_t pb_vmap_order;     // dim order (make_value_map)
+  uint32_t pb_vmap_order;     // dim order (make_token_map)
   __nv_bfloat16* pb_state;    // and the states S_pad [units][9360][136] (P = 4: the
                               // layouts of prefix_block4_plan.h, states [units][8688][40])
   bool* probe_failed;
@@ -329,7 +331,9 @@ ta_status finish_batch(const PassArgs& args, int64_t units, const BatchEnv& env)
   cudaEvent_t* ev = env.ev;
   TA_CUDA_TRY(cudaEventRecord(ev[3], env.stream), "cudaEventRecord");
   if (!*env.probe_failed && env.win != nullptr) {
-    if (ta_status s = env.win->fn(args, env.win->args, units, env.win->tiles, env.stream); s != TA_OK) return s;
+    if (ta_status s = env.win->fn(args, env.win->args, env.win->maps, units, env.win->tiles, env.stream); s != TA_OK) {
+      return s;
+    }
   }
   TA_CUDA_TRY(cudaEventRecord(ev[4], env.stream), "cudaEventRecord");
   TA_CUDA_TRY(cudaEventSynchronize(ev[4]), "cudaEventSynchronize");
@@ -745,6 +749,8 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
     win.args.partials = reinterpret_cast<float*>(ws + l.wpart);
     win.args.partial_floats = window_partial_bytes(p.window, upb, p.dvs, p.Nk) / 4;
     win.tiles = static_cast<int64_t>(tiles.size());
+    win.maps = window_maps(p, args, t_last_window, g_window_tma.load());
+    t_last_window_tma = win.maps.on != 0;
     args.wden = reinterpret_cast<float*>(ws + l.wden);
     args.probe_den = reinterpret_cast<float*>(ws + l.probe_den);
   }
@@ -770,7 +776,7 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
   env.pb_state = reinterpret_cast<__nv_bfloat16*>(ws + l.S);
   CUtensorMap vmap{};
   env.pb_vmap = kernels == PassKernels::kPrefixBlockWg && env.pb_direct_values && args.keep == nullptr &&
-                        make_value_map(p, &vmap, &env.pb_vmap_order)
+                        make_token_map(*p.v, p.B, p.H, p.Nk, p.dv, 64, kPbKeyTile, &vmap, &env.pb_vmap_order)
                     ? &vmap
                     : nullptr;
   env.probe_failed = &probe_failed;
@@ -890,6 +896,10 @@ void set_window_wgmma_for_testing(bool allowed) { g_window_wgmma.store(allowed);
 
 WindowKernel last_window_kernel() { return t_last_window; }
 
+void set_window_tma_for_testing(bool allowed) { g_window_tma.store(allowed); }
+
+bool last_window_tma() { return t_last_window_tma; }
+
 bool device_has_wgmma(int device) {
 #if defined(TA_HAVE_SM90A)
   int major = 0, minor = 0;
@@ -934,6 +944,7 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   t_last_key_split = 1;
   t_last_key_tma = 0;
   t_last_window = WindowKernel::kNone;
+  t_last_window_tma = false;
   MemoryPlan plan;
   if (!plan_for(p, c, kernels, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");
   void* owned = nullptr;

@@ -37,5 +37,7 @@ void set_key_pass_tma_cap_for_testing(int) {}
 void set_window_wgmma_for_testing(bool) {}
 
 WindowKernel last_window_kernel() { return WindowKernel::kNone; }
+void set_window_tma_for_testing(bool) {}
+bool last_window_tma() { return false; }
 
 }  // namespace ta::cuda

@@ -476,5 +476,10 @@ enum class WindowKernel { kNone, kSimt, kMma, kMmaWg };
 void set_window_wgmma_for_testing(bool allowed);
 // The window kernel the calling thread's last CUDA run selected (kNone when it ran no hybrid).
 WindowKernel last_window_kernel();
+// Lets the wgmma window kernel stage keys and values by the TMA where it applies (the
+// default), or not. Process-wide.
+void set_window_tma_for_testing(bool allowed);
+// Whether the calling thread's last CUDA run's window kernel staged by the TMA.
+bool last_window_tma();
 
 }  // namespace ta::cuda

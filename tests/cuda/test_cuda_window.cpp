@@ -539,6 +539,76 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowWgmmaTwin,
                            return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
                          });
 
+// ---- TMA staging of the wgmma kernel --------------------------------------------------
+// With the TMA, a stage's rows outside its keys hold neighbouring tokens instead of zeros;
+// their scale factor 0 makes their scores and weights exact zeros either way, so the output
+// must match the cp.async staging bit for bit where the plain passes are deterministic (the
+// 128-wide prefix x block kernels). Masked calls, rows that are not 16-byte aligned (the
+// strided views) and 32-wide slices keep cp.async.
+
+struct TmaSpec {
+  Spec s;
+  bool want;  // last_window_tma() on a wgmma card
+};
+
+class CudaWindowTma : public ::testing::TestWithParam<std::tuple<TmaSpec, Path>> {};
+
+TEST_P(CudaWindowTma, SameBitsAsCpAsyncStaging) {
+  SKIP_WITHOUT_GPU();
+  if (!ta::cuda::device_has_wgmma(0)) GTEST_SKIP() << "no wgmma on this device or build";
+  const auto [ts, path] = GetParam();
+  auto call = make_call(ts.s, path, 7700 + static_cast<uint64_t>(ts.s.layout.tokens() + ts.s.radius));
+  const Outcome t = run_gpu(*call, call->cfg);
+  ASSERT_EQ(t.status, TA_OK) << t.message;
+  ASSERT_EQ(ta::cuda::last_window_kernel(), ta::cuda::WindowKernel::kMmaWg);
+  EXPECT_EQ(ta::cuda::last_window_tma(), ts.want);
+  const std::vector<uint8_t> with_tma = call->out_gpu.element_bytes();
+  const std::vector<double> with_tma_values = call->out_gpu.dense();
+  for (double x : with_tma_values) ASSERT_TRUE(std::isfinite(x));
+  ta::cuda::set_window_tma_for_testing(false);
+  const Outcome c = run_gpu(*call, call->cfg);
+  ta::cuda::set_window_tma_for_testing(true);
+  ASSERT_EQ(c.status, TA_OK) << c.message;
+  EXPECT_FALSE(ta::cuda::last_window_tma());
+  if (ts.s.d == 128) {
+    // The plain passes are the deterministic prefix x block kernels: every bit must match.
+    EXPECT_EQ(call->out_gpu.element_bytes(), with_tma);
+    EXPECT_EQ(t.stats.denom_min, c.stats.denom_min);
+  } else {
+    // The generic key pass splits its sums over atomics (run-to-run rounding): the window's
+    // part is the same, the Taylor part within a few unit roundoffs.
+    EXPECT_LT(worst_row(with_tma_values, call->out_gpu.dense(), ts.s.dv), 4 * unit_roundoff(path.dtype));
+  }
+  EXPECT_EQ(t.stats.denom_le_eps, c.stats.denom_le_eps);
+}
+
+std::vector<TmaSpec> tma_specs() {
+  std::vector<TmaSpec> v;
+  v.push_back({spec({5, {{7, 9}, {3, 4}}}, 1, true, true), true});  // two grids, odd sizes, d = 64
+  v.push_back({spec({97, {}}, 2, true, true), true});               // only text
+  Spec s = spec({70, {{9, 150}, {4, 20}}}, 4, true, true);
+  s.d = s.dv = 128;  // Flux-like proportions, the 128-wide kernel
+  s.B = 1;
+  v.push_back({s, true});
+  s = spec({0, {{5, 40}}}, 9, false, false);  // no text, r beyond the grid's height
+  s.d = s.dv = 128;
+  v.push_back({s, true});
+  s = spec({40, {{20, 52}}}, 2, true, true);
+  s.mask = true;
+  v.push_back({s, false});
+  s = spec({6, {{10, 11}}}, 2, true, false);
+  s.strided = true;
+  v.push_back({s, false});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowTma,
+                         ::testing::Combine(::testing::ValuesIn(tma_specs()),
+                                            ::testing::Values(Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false})),
+                         [](const auto& info) {
+                           return spec_name(std::get<0>(info.param).s) + "_" + path_name(std::get<1>(info.param));
+                         });
+
 // ---- Rows whose exact set is every key are exact softmax -------------------------------
 // All text, text queries exact: the hybrid is the modified function's softmax, even
 // with P=2 and a spread that makes plain Taylor's denominators negative (plain Taylor

@@ -31,17 +31,6 @@ __device__ __forceinline__ uint32_t pb_tma_vblock(uint32_t ring, int s, int j) {
   return ring + static_cast<uint32_t>(s * kPbTmaStageBytes + kPbTmaYBytes + j * kPbTmaVBlockBytes);
 }
 
-// The tensor map's coordinates after the value column: the token, head and batch index each
-// at the position `order` gives it (2 bits each, in that order; make_value_map).
-__device__ __forceinline__ void pb_tma_coords(uint32_t order, int64_t tok, int64_t h, int64_t b, int (&c)[3]) {
-#pragma unroll
-  for (int i = 0; i < 3; ++i) {
-    c[i] = static_cast<int>((order & 3u) == static_cast<uint32_t>(i)          ? tok
-                            : ((order >> 2) & 3u) == static_cast<uint32_t>(i) ? h
-                                                                               : b);
-  }
-}
-
 template <int kCluster>
 __global__ void __launch_bounds__(kPbThreads, 1)
     pb_wg_key_pass_tma(PassArgs a, const __grid_constant__ CUtensorMap vmap, uint32_t order,
@@ -94,7 +83,7 @@ __global__ void __launch_bounds__(kPbThreads, 1)
     const __nv_bfloat16* ysrc = yu + tile * kPbKeyTile * kPbCols;
     const int col0 = static_cast<int>(vs_ * kPbValueDim);
     int c[3];
-    pb_tma_coords(order, tile * kPbKeyTile, vh, vb, c);
+    tma_token_coords(order, tile * kPbKeyTile, vh, vb, c);
     if constexpr (kCluster == 1) {
       bulk_copy_to_shared(st, ysrc, kPbTmaYBytes, bar);
       for (int j = 0; j < 2; ++j) tensor_copy_4d(pb_tma_vblock(ring, s, j), &vmap, col0 + 64 * j, c[0], c[1], c[2], bar);

@@ -363,6 +363,17 @@ __device__ __forceinline__ bool cluster_reduce_acc(float* acc, float* smem) {
 }
 #endif
 
+// A token tensor map's coordinates after the column: the token, head and batch index each at
+// the position `order` gives it (2 bits each, in that order; make_token_map in cuda_engine.cu).
+__device__ __forceinline__ void tma_token_coords(uint32_t order, int64_t tok, int64_t h, int64_t b, int (&c)[3]) {
+#pragma unroll
+  for (int i = 0; i < 3; ++i) {
+    c[i] = static_cast<int>((order & 3u) == static_cast<uint32_t>(i)          ? tok
+                            : ((order >> 2) & 3u) == static_cast<uint32_t>(i) ? h
+                                                                               : b);
+  }
+}
+
 // The bf16x2 of two 16-bit values (lo in the low half).
 __device__ __forceinline__ uint32_t pair_bf16(uint16_t lo, uint16_t hi) {
   return static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;

@@ -22,10 +22,26 @@
 // every key (text rows with text_queries) give such keys a score of -inf instead.
 #pragma once
 
+#include <cuda.h>
+
 #include "cuda/kernels/wgmma.cuh"
 #include "cuda/kernels/window.cuh"
 
 namespace ta::cuda {
+
+// The wgmma kernel's K and V staging by the TMA unit (on: unmasked 16-bit calls whose slices
+// are exactly D = 64 or 128 wide, with 16-byte aligned rows and a map for each): one thread
+// copies each stage's key and value rows as boxes of 64 columns x KROWS tokens straight into
+// the swizzled layout (win_sw is the TMA's 128-byte swizzle), completing on the buffer's
+// mbarrier, instead of 16-byte cp.async from every thread (which stalled the MMA warps on
+// the copies' operand registers, ncu v4). Rows outside the stage's keys then hold
+// neighbouring tokens (or zeros past either end), not zeros: their scale factor is 0 as
+// before, so their scores are exact zeros for finite inputs and their weights exactly 0.
+struct WindowMaps {
+  CUtensorMap k, v;
+  uint32_t order;  // tma_token_coords order of k (bits 0..5) and of v (bits 8..13)
+  int32_t on;
+};
 
 // Largest slice dim (q/k and v) the kernel is instantiated for; wider slices take the
 // SIMT kernel.
@@ -484,7 +500,8 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
 // selected); the window stages stay on mma.sync (a warp computes only the 3 n-tiles its
 // queries reach).
 template <class T, int D, bool WG>
-__global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(PassArgs a, WindowArgs w) {
+__global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
+    window_mma(PassArgs a, WindowArgs w, const __grid_constant__ WindowMaps maps) {
   static_assert(!WG || D >= 64, "the 32-dim kernel has no wgmma text stages");
 #if !TA_WGMMA_DEVICE
   if constexpr (WG) {
@@ -545,10 +562,50 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
       oks[buf * KROWS + threadIdx.x] = ok_next;
     }
   };
+  // TMA staging (WindowMaps): buffer j's barrier completes its n-th fill with parity n & 1.
+  __shared__ __align__(8) uint64_t kv_bars[2];
+  const bool tma = WG && maps.on != 0;
+#if TA_WGMMA_DEVICE
+  if (tma) {
+    if (threadIdx.x == 0) {
+      mbar_init(smem_u32(&kv_bars[0]), 1);
+      mbar_init(smem_u32(&kv_bars[1]), 1);
+      mbar_init_fence();
+    }
+    __syncthreads();
+  }
+#endif
   auto stage = [&](const StageKeys& k, int buf) {
+#if TA_WGMMA_DEVICE
+    if (tma) {
+      if (threadIdx.x == 0) {
+        const uint32_t bar = smem_u32(&kv_bars[buf]), kdst = smem_u32(bufs + buf * L::BUF), vdst = kdst + 2 * L::KV;
+        mbar_expect_tx(bar, 2 * L::BLOCKS * KROWS * 128);
+        int ck[3], cv[3];
+        tma_token_coords(maps.order & 63u, k.tok_first - k.row_first, h, b, ck);
+        tma_token_coords((maps.order >> 8) & 63u, k.tok_first - k.row_first, h, b, cv);
+#pragma unroll
+        for (int blk = 0; blk < L::BLOCKS; ++blk) {
+          tensor_copy_4d(kdst + blk * KROWS * 128, &maps.k, static_cast<int>(s * ds) + 64 * blk, ck[0], ck[1], ck[2],
+                         bar);
+          tensor_copy_4d(vdst + blk * VROWS * 128, &maps.v, static_cast<int>(s * dvs) + 64 * blk, cv[0], cv[1], cv[2],
+                         bar);
+        }
+      }
+      fetch_factors(k);
+      return;
+    }
+#endif
     // Masked keys' values are zeros too: their weight is 0, and 0 * NaN would not be.
     stage_kv16<D>(a, kbase, vbase, ds, dvs, b, k, bufs + buf * L::BUF);
     fetch_factors(k);
+  };
+  // Stage st's keys and values have landed in buffer st & 1.
+  auto wait_staged = [&](int64_t st) {
+    win_cp_async_wait_all();
+#if TA_WGMMA_DEVICE
+    if (tma) mbar_wait(smem_u32(&kv_bars[st & 1]), static_cast<uint32_t>(st >> 1) & 1u);
+#endif
   };
 
   // Prologue: the query tile (buffer row 16 w + l: warp w's query l) into buffer 1,
@@ -598,7 +655,11 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
     for (int k = 2; k <= static_cast<int>(threadIdx.x); ++k) f *= static_cast<float>(k);
     inv_fact[threadIdx.x] = 1.0f / f;
   }
-  win_cp_async_wait_all();
+  if (plan.stages > 0) {
+    wait_staged(0);
+  } else {
+    win_cp_async_wait_all();
+  }
   store_factors(0);
   window_publish_fence<WG>();
   __syncthreads();
@@ -614,7 +675,8 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
       qa[k][3] = win_lds32(r2 + k * 16 + 8);
     }
   }
-  __syncthreads();  // buffer 1 is free for stage 1
+  window_publish_fence<WG>();  // the query tile's reads before stage 1's copies into buffer 1
+  __syncthreads();             // buffer 1 is free for stage 1
   zero_pad_rows(1);  // published by the barrier that ends stage 0, before stage 1 reads it
 
   // This thread's two query rows: tile columns lc and lc + 8 of the warp's row.
@@ -676,9 +738,11 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1) window_mma(Pa
         }
       }
     }
-    win_cp_async_wait_all();
-    if (more) store_factors(cur ^ 1);
-    window_publish_fence<WG>();
+    if (more) {
+      wait_staged(st + 1);
+      store_factors(cur ^ 1);
+    }
+    window_publish_fence<WG>();  // with TMA staging: this stage's reads before the next copies into buffer cur
     __syncthreads();
   }
 
