@@ -54,8 +54,8 @@ std::atomic<int64_t> g_smem_cap{-1};
 thread_local PassKernels t_last_kernels = PassKernels::kGeneric;
 thread_local int t_last_key_split = 1;
 std::atomic<int> g_key_split_cap{kPbMaxKeySplit};
-thread_local int t_last_key_tma = 0;
-std::atomic<int> g_key_tma_cap{1};  // pairs measured slower (perf-notes, v9)
+thread_local bool t_last_key_tma = false;
+std::atomic<bool> g_key_tma{true};
 // And of window_plan.h: whether the window kernel may use wgmma, and the one last used.
 std::atomic<bool> g_window_wgmma{true};
 thread_local WindowKernel t_last_window = WindowKernel::kNone;
@@ -437,15 +437,25 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
                  kPbPrepTokens * kPbPrepChunks, 0, stream>>>(args, env.pb_y, vx);
   TA_CUDA_LAUNCHED("key preparation (prefix x block)");
   if constexpr (WG) {
-    constexpr size_t kSmem = pb_wg_smem();
-    if (ta_status s = allow_smem(pb_wg_key_pass, kSmem); s != TA_OK) return s;
+    int dev = 0, sms = 0;
+    TA_CUDA_TRY(cudaGetDevice(&dev), "cudaGetDevice");
+    TA_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "device attribute");
+    // Unmasked direct bf16 values with a tensor map: the TMA kernel; else the cp.async one.
+    const bool tma = env.pb_vmap != nullptr && g_key_tma.load() && smem_optin(dev) >= pb_wg_tma_smem();
+    t_last_key_tma = tma;
+    const size_t smem = tma ? pb_wg_tma_smem() : pb_wg_smem();
+    const void* kernel = tma ? reinterpret_cast<const void*>(pb_wg_key_pass_tma)
+                             : reinterpret_cast<const void*>(pb_wg_key_pass);
+    if (ta_status s = tma ? allow_smem(pb_wg_key_pass_tma, smem) : allow_smem(pb_wg_key_pass, smem); s != TA_OK) {
+      return s;
+    }
     // Clusters of `split` CTAs share a CTA's state rows when the batch leaves SMs idle
-    // (pb_key_split, pb_wg_key_pass).
+    // (pb_key_split; either kernel).
     auto config = [&](int split, cudaLaunchAttribute* attr) {
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = dim3(static_cast<unsigned>(kPbKeyCtas * split), un);
       cfg.blockDim = dim3(kPbThreads);
-      cfg.dynamicSmemBytes = kSmem;
+      cfg.dynamicSmemBytes = smem;
       cfg.stream = stream;
       attr->id = cudaLaunchAttributeClusterDimension;
       attr->val.clusterDim.x = static_cast<unsigned>(split);
@@ -455,9 +465,6 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
       cfg.numAttrs = 1;
       return cfg;
     };
-    int dev = 0, sms = 0;
-    TA_CUDA_TRY(cudaGetDevice(&dev), "cudaGetDevice");
-    TA_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "device attribute");
     int split = 1;
     if (units * kPbKeyCtas < 4 * sms && g_key_split_cap.load() > 1) {  // beyond 4 waves a split gains little
       int64_t per_wave[kPbMaxKeySplit + 1] = {0, sms};
@@ -465,37 +472,22 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
         cudaLaunchAttribute attr{};
         const cudaLaunchConfig_t cfg = config(s, &attr);
         int n = 0;
-        per_wave[s] = cudaOccupancyMaxActiveClusters(&n, pb_wg_key_pass, &cfg) == cudaSuccess ? n : 0;
+        per_wave[s] = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess ? n : 0;
       }
       cudaGetLastError();  // a size the device cannot run is answered with 0 clusters, not an error
       split = std::min(pb_key_split(units, g.Nk, per_wave), g_key_split_cap.load());
     }
     t_last_key_split = split;
-    // Unsplit, unmasked, direct bf16 values with a tensor map: the TMA kernel, alone (pairs of
-    // CTAs sharing each tile only where a test asks: 1.9x slower on the H100, perf-notes v9).
-    const int tma = split == 1 && env.pb_vmap != nullptr && smem_optin(dev) >= pb_wg_tma_smem()
-                        ? g_key_tma_cap.load()
-                        : 0;
-    t_last_key_tma = tma;
-    if (tma > 0) {
-      constexpr size_t kTmaSmem = pb_wg_tma_smem();
-      auto* kernel = tma == 2 ? pb_wg_key_pass_tma<kPbTmaCluster> : pb_wg_key_pass_tma<1>;
-      if (ta_status s = allow_smem(kernel, kTmaSmem); s != TA_OK) return s;
-      cudaLaunchAttribute attr{};
-      cudaLaunchConfig_t cfg = config(tma == 2 ? kPbTmaCluster : 1, &attr);
-      cfg.gridDim.x = tma == 2 ? kPbTmaCtas : kPbKeyCtas;
-      cfg.dynamicSmemBytes = kTmaSmem;
-      TA_CUDA_TRY(cudaLaunchKernelEx(&cfg, kernel, args, *env.pb_vmap, env.pb_vmap_order,
+    cudaLaunchAttribute attr{};
+    const cudaLaunchConfig_t cfg = config(split, &attr);
+    if (tma) {
+      TA_CUDA_TRY(cudaLaunchKernelEx(&cfg, pb_wg_key_pass_tma, args, *env.pb_vmap, env.pb_vmap_order,
                                      static_cast<const __nv_bfloat16*>(env.pb_y), env.pb_state),
                   "key pass launch (TMA)");
-    } else if (split > 1) {
-      cudaLaunchAttribute attr{};
-      const cudaLaunchConfig_t cfg = config(split, &attr);
+    } else {
       TA_CUDA_TRY(cudaLaunchKernelEx(&cfg, pb_wg_key_pass, args, static_cast<const __nv_bfloat16*>(env.pb_y),
                                      static_cast<const __nv_bfloat16*>(vx), env.pb_state),
-                  "key pass launch (clusters)");
-    } else {
-      pb_wg_key_pass<<<dim3(kPbKeyCtas, un), kPbThreads, kSmem, stream>>>(args, env.pb_y, vx, env.pb_state);
+                  "key pass launch");
     }
   } else {
     constexpr size_t kKeySmem = pb_key_smem(KSTAGES);
@@ -886,9 +878,9 @@ PassKernels last_pass_kernels() { return t_last_kernels; }
 
 int last_key_split() { return t_last_key_split; }
 
-int last_key_pass_tma() { return t_last_key_tma; }
+bool last_key_pass_tma() { return t_last_key_tma; }
 
-void set_key_pass_tma_cap_for_testing(int cap) { g_key_tma_cap.store(cap < 0 ? 1 : std::min(cap, 2)); }
+void set_key_pass_tma_for_testing(bool allowed) { g_key_tma.store(allowed); }
 
 void set_key_split_cap_for_testing(int cap) { g_key_split_cap.store(cap < 1 ? kPbMaxKeySplit : cap); }
 
@@ -942,7 +934,7 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   const PassKernels kernels = kernels_for(p, c);
   t_last_kernels = kernels;
   t_last_key_split = 1;
-  t_last_key_tma = 0;
+  t_last_key_tma = false;
   t_last_window = WindowKernel::kNone;
   t_last_window_tma = false;
   MemoryPlan plan;

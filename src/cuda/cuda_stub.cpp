@@ -31,8 +31,8 @@ bool device_has_wgmma(int) { return false; }
 int last_key_split() { return 1; }
 
 void set_key_split_cap_for_testing(int) {}
-int last_key_pass_tma() { return 0; }
-void set_key_pass_tma_cap_for_testing(int) {}
+bool last_key_pass_tma() { return false; }
+void set_key_pass_tma_for_testing(bool) {}
 
 void set_window_wgmma_for_testing(bool) {}
 

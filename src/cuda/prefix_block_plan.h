@@ -39,9 +39,7 @@ inline constexpr int kPbRows = 16 * kPbBlocks;         // 9,360 state rows
 inline constexpr int kPbFeatures = 8385;               // C(130, 2): the real ones
 inline constexpr int kPbKeyBlocksPerCta = 16;          // key pass: 8 warps x 2 blocks
 inline constexpr int kPbKeyCtas = (kPbBlocks + kPbKeyBlocksPerCta - 1) / kPbKeyBlocksPerCta;  // 37 per unit
-// Padded with null blocks to one CTA more than kPbKeyCtas: the TMA key pass runs pairs of CTAs
-// (kPbTmaCtas), the last one all null.
-inline constexpr int kPbListLen = (kPbKeyCtas + 1) * kPbKeyBlocksPerCta;  // 608
+inline constexpr int kPbListLen = kPbKeyCtas * kPbKeyBlocksPerCta;  // 592: padded with null blocks
 
 // A block descriptor: kind << 16 | prefix column << 8 | bb. The DEG1 prefix column is
 // kPbOnesCol, so DEG1 and DEG2 run the same code (scaling by an exact 1.0).
@@ -172,24 +170,16 @@ TA_HD constexpr int pb_wg_smem() {
 }
 static_assert(pb_wg_smem() == 139296, "136 KiB: above the mma.sync shapes, so a test cap can select those");
 
-// The wgmma key pass staged by the TMA (kernels/pb_wg_key_pass_tma.cuh): a producer warp
-// beside the 8 MMA warps fills kPbTmaStages stages, each the y tile image (17,408 bytes) and
-// the [v|1] tile as three blocks of 64 tokens x 128 bytes in the 128-byte swizzle (v columns
-// 0..63 and 64..127 by tensor copies, then a constant block whose first column is the ones),
-// with a "full" and an "empty" barrier per stage, after up to 1,024 bytes that align the ring
-// to the swizzle atom. On request (a test seam; measured slower), clusters of kPbTmaCluster
-// CTAs of the same unit (different blocks) share each tile: rank 0 copies the y tile, rank 1
-// the values, each to both (multicast), so every CTA pair reads a tile from L2 once; 37 CTAs
-// per unit become kPbTmaCtas (19 pairs; the last CTA's blocks are all null).
+// The wgmma key pass staged by the TMA (kernels/pb_wg_key_pass_tma.cuh): kPbTmaStages stages,
+// each the y tile image (17,408 bytes) and the [v|1] tile as three blocks of 64 tokens x 128
+// bytes in the 128-byte swizzle (v columns 0..63 and 64..127 by tensor copies, then a
+// constant block whose first column is the ones), with a "full" and an "empty" barrier per
+// stage, after up to 1,024 bytes that align the ring to the swizzle atom.
 inline constexpr int kPbTmaStages = 5;
-inline constexpr int kPbTmaThreads = kPbThreads + 32;
-inline constexpr int kPbTmaCluster = 2;
-inline constexpr int kPbTmaCtas = kPbKeyCtas + 1;
-inline constexpr int kPbTmaYBytes = kPbKeyTile * kPbCols * 2;                        // 17,408
-inline constexpr int kPbTmaVBlockBytes = kPbKeyTile * 128;                          // 8,192
-inline constexpr int kPbTmaStageBytes = kPbTmaYBytes + 3 * kPbTmaVBlockBytes;       // 41,984
+inline constexpr int kPbTmaYBytes = kPbKeyTile * kPbCols * 2;                   // 17,408
+inline constexpr int kPbTmaVBlockBytes = kPbKeyTile * 128;                     // 8,192
+inline constexpr int kPbTmaStageBytes = kPbTmaYBytes + 3 * kPbTmaVBlockBytes;  // 41,984
 TA_HD constexpr int pb_wg_tma_smem() { return 1024 + kPbTmaStages * kPbTmaStageBytes + 2 * kPbTmaStages * 8; }
-static_assert(kPbTmaCtas % kPbTmaCluster == 0 && kPbTmaCtas * kPbKeyBlocksPerCta <= kPbListLen, "whole pairs");
 static_assert(kPbTmaYBytes % 1024 == 0 && kPbTmaStageBytes % 1024 == 0, "swizzled blocks on 1,024-byte atoms");
 static_assert(pb_wg_tma_smem() <= 232448, "fits the 227 KiB of opt-in shared memory of an H100");
 
@@ -314,10 +304,10 @@ int last_key_split();
 // Caps the key split (1: never split; < 1 restores the rule's own limit). Process-wide.
 void set_key_split_cap_for_testing(int cap);
 // Whether the calling thread's last run's last prefix x block batch ran the TMA key pass
-// (pb_wg_key_pass_tma): 0 no, 1 alone, 2 in pairs sharing tiles (kPbTmaCluster).
-int last_key_pass_tma();
-// Sets that choice where the TMA kernel applies (0: the cp.async kernel, 1: alone, the
-// default, also for < 0; 2: in pairs). Process-wide.
-void set_key_pass_tma_cap_for_testing(int cap);
+// (pb_wg_key_pass_tma).
+bool last_key_pass_tma();
+// Lets the wgmma path use the TMA key pass where it applies (the default), or not, so tests
+// also run the cp.async one on unmasked calls. Process-wide.
+void set_key_pass_tma_for_testing(bool allowed);
 
 }  // namespace ta::cuda

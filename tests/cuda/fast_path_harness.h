@@ -47,12 +47,12 @@ struct KeySplitCap {
   KeySplitCap& operator=(const KeySplitCap&) = delete;
 };
 
-// Caps the P = 3 key pass's TMA staging for a scope (0: never, 1: never in pairs).
-struct KeyTmaCap {
-  explicit KeyTmaCap(int cap) { ta::cuda::set_key_pass_tma_cap_for_testing(cap); }
-  ~KeyTmaCap() { ta::cuda::set_key_pass_tma_cap_for_testing(-1); }
-  KeyTmaCap(const KeyTmaCap&) = delete;
-  KeyTmaCap& operator=(const KeyTmaCap&) = delete;
+// Allows or forbids the P = 3 key pass's TMA staging for a scope.
+struct KeyTma {
+  explicit KeyTma(bool allowed) { ta::cuda::set_key_pass_tma_for_testing(allowed); }
+  ~KeyTma() { ta::cuda::set_key_pass_tma_for_testing(true); }
+  KeyTma(const KeyTma&) = delete;
+  KeyTma& operator=(const KeyTma&) = delete;
 };
 
 // How q, k, v and out are laid out: contiguous [B,H,N,D]; views of [B,N,H,D] (ComfyUI's

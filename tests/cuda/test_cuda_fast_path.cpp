@@ -552,10 +552,19 @@ TEST(CudaFastPathKeySplit, MatchesUnsplitAndIsDeterministic_B1_H1_N4097_d128) {
   ASSERT_EQ(split.status, TA_OK) << split.message;
   ASSERT_EQ(ta::cuda::last_pass_kernels(), PassKernels::kPrefixBlockWg);
   EXPECT_GT(ta::cuda::last_key_split(), 1);
+  EXPECT_TRUE(ta::cuda::last_key_pass_tma());
   const std::vector<uint8_t> first = call->out_gpu.element_bytes();
   const std::vector<double> got_split = call->out_gpu.dense();
   ASSERT_EQ(run_gpu(*call, call->cfg).status, TA_OK);
   EXPECT_EQ(call->out_gpu.element_bytes(), first) << "run to run";
+  {
+    // The cp.async kernel splits the same way: the same sums in the same order.
+    KeyTma no_tma(false);
+    ASSERT_EQ(run_gpu(*call, call->cfg).status, TA_OK);
+    EXPECT_FALSE(ta::cuda::last_key_pass_tma());
+    EXPECT_GT(ta::cuda::last_key_split(), 1);
+    EXPECT_EQ(call->out_gpu.element_bytes(), first) << "TMA against cp.async staging";
+  }
   const Outcome whole = [&] {
     KeySplitCap no_split(1);
     Outcome o = run_gpu(*call, call->cfg);
@@ -570,15 +579,15 @@ TEST(CudaFastPathKeySplit, MatchesUnsplitAndIsDeterministic_B1_H1_N4097_d128) {
   EXPECT_LT(tatest::rel_l2(got_split, call->out_cpu.dense()), cpu_tolerance(s.dtype));
 }
 
-// The TMA key pass (pb_wg_key_pass_tma: tensor copies of v, pairs of CTAs sharing tiles by
-// multicast) builds the same A fragments and runs the same wgmmas in the same order as the
-// cp.async kernel, so every output bit must match it: alone and in pairs, with a partial last
-// tile (rows past the last token arrive as zeros), several batches and heads, ComfyUI's
-// [B, N, H, D] view (the map's dims reordered by stride), and cross attention. Masked calls,
-// padded views (no direct values) and the key split keep the cp.async kernel.
+// The TMA key pass (pb_wg_key_pass_tma: a bulk copy of each y tile, tensor copies of v) builds
+// the same A fragments and runs the same wgmmas in the same order as the cp.async kernel, so
+// every output bit must match it: with a partial last tile (rows past the last token arrive
+// as zeros), several batches and heads, ComfyUI's [B, N, H, D] view (the map's dims
+// reordered by stride), and cross attention; unsplit here (the key split test covers the
+// split). Masked calls and padded views (no direct values) keep the cp.async kernel.
 struct TmaCase {
   Case c;
-  int want;  // last_key_pass_tma() asking for pairs: 2, or 0 (the cp.async kernel)
+  bool want;  // last_key_pass_tma() when allowed
 };
 
 class CudaFastPathKeyTma : public ::testing::TestWithParam<TmaCase> {};
@@ -588,27 +597,26 @@ TEST_P(CudaFastPathKeyTma, SameBitsAsCpAsyncKernel) {
   if (!ta::cuda::device_has_wgmma(0)) GTEST_SKIP() << "the TMA key pass is a wgmma kernel";
   const TmaCase& tc = GetParam();
   auto call = make_call(tc.c, 2300 + static_cast<uint64_t>(tc.c.Nk));
-  KeySplitCap no_split(1);  // the split's clusters would take the cp.async kernel
-  auto run = [&](int cap, int want_tma) {
-    KeyTmaCap tma(cap);
+  KeySplitCap no_split(1);
+  auto run = [&](bool allowed, bool want_tma) {
+    KeyTma tma(allowed);
     const Outcome o = run_gpu(*call, call->cfg);
     EXPECT_EQ(o.status, TA_OK) << o.message;
     EXPECT_EQ(o.kernels, PassKernels::kPrefixBlockWg);
-    EXPECT_EQ(ta::cuda::last_key_pass_tma(), want_tma) << "cap " << cap;
+    EXPECT_EQ(ta::cuda::last_key_pass_tma(), want_tma) << "allowed " << allowed;
     return call->out_gpu.element_bytes();
   };
-  const std::vector<uint8_t> plain = run(0, 0);
+  const std::vector<uint8_t> plain = run(false, false);
   const std::vector<double> got = call->out_gpu.dense();
   expect_finite(got);
-  EXPECT_EQ(run(-1, tc.want == 0 ? 0 : 1), plain) << "alone (the default)";
-  EXPECT_EQ(run(2, tc.want), plain) << "in pairs";
-  EXPECT_EQ(run(2, tc.want), plain) << "again";
+  EXPECT_EQ(run(true, tc.want), plain);
+  EXPECT_EQ(run(true, tc.want), plain) << "again";
   const Outcome c = run_cpu(*call, call->cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   EXPECT_LT(tatest::rel_l2(got, call->out_cpu.dense()), cpu_tolerance(tc.c.dtype));
 }
 
-TmaCase tma_case(int64_t B, int64_t H, int64_t Nq, int64_t Nk, View view, bool masked, int want) {
+TmaCase tma_case(int64_t B, int64_t H, int64_t Nq, int64_t Nk, View view, bool masked, bool want) {
   Case c = make_case(B, H, Nq, Nk, TA_DTYPE_BF16);
   c.view = view;
   c.masked = masked;
@@ -616,13 +624,13 @@ TmaCase tma_case(int64_t B, int64_t H, int64_t Nq, int64_t Nk, View view, bool m
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, CudaFastPathKeyTma,
-                         ::testing::Values(tma_case(1, 1, 300, 4097, View::kContiguous, false, 2),
-                                           tma_case(2, 3, 129, 640, View::kContiguous, false, 2),
-                                           tma_case(1, 5, 200, 1000, View::kBNHD, false, 2),
-                                           tma_case(2, 2, 70, 33, View::kBNHD, false, 2),
-                                           tma_case(1, 1, 64, 7000, View::kContiguous, false, 2),
-                                           tma_case(2, 2, 100, 700, View::kContiguous, true, 0),
-                                           tma_case(1, 2, 100, 700, View::kPadded, false, 0)),
+                         ::testing::Values(tma_case(1, 1, 300, 4097, View::kContiguous, false, true),
+                                           tma_case(2, 3, 129, 640, View::kContiguous, false, true),
+                                           tma_case(1, 5, 200, 1000, View::kBNHD, false, true),
+                                           tma_case(2, 2, 70, 33, View::kBNHD, false, true),
+                                           tma_case(1, 1, 64, 7000, View::kContiguous, false, true),
+                                           tma_case(2, 2, 100, 700, View::kContiguous, true, false),
+                                           tma_case(1, 2, 100, 700, View::kPadded, false, false)),
                          [](const ::testing::TestParamInfo<TmaCase>& i) { return case_name(i.param.c); });
 
 // The plan: S_pad (bf16) per unit instead of the generic fp32 S and its bf16 copy, plus the

@@ -108,20 +108,9 @@ __device__ __forceinline__ void bulk_copy_to_shared(uint32_t dst, const void* sr
                : "memory");
 }
 
-// The same bulk copy into the shared memory of every CTA of the cluster named in cta_mask (bit
-// r = rank r), at dst's offset, completing on the barrier at bar's offset in each of them:
-// one L2 read feeds the whole cluster.
-__device__ __forceinline__ void bulk_copy_multicast(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar,
-                                                    uint16_t cta_mask) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], "
-      "%4;\n" ::"r"(dst),
-      "l"(src), "r"(bytes), "r"(bar), "h"(cta_mask)
-      : "memory");
-}
 // A 4-d box of the tensor map at tmap (a __grid_constant__ kernel parameter) at coordinates
 // c0..c3 (innermost first; out-of-range elements arrive as zeros) to shared dst, completing on
-// bar; the multicast form writes it to every CTA in cta_mask as bulk_copy_multicast does.
+// bar.
 __device__ __forceinline__ void tensor_copy_4d(uint32_t dst, const void* tmap, int c0, int c1, int c2, int c3,
                                                uint32_t bar) {
   asm volatile(
@@ -130,35 +119,10 @@ __device__ __forceinline__ void tensor_copy_4d(uint32_t dst, const void* tmap, i
       "l"(tmap), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
       : "memory");
 }
-__device__ __forceinline__ void tensor_copy_4d_multicast(uint32_t dst, const void* tmap, int c0, int c1, int c2, int c3,
-                                                         uint32_t bar, uint16_t cta_mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], "
-      "[%1, {%2, %3, %4, %5}], [%6], %7;\n" ::"r"(dst),
-      "l"(tmap), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar), "h"(cta_mask)
-      : "memory");
-}
-// A plain arrival on a barrier of this CTA (release: this thread's earlier shared-memory reads
-// are done before a waiter's acquire), and one on the barrier at bar's offset in CTA `rank` of
-// the cluster (release at cluster scope).
+// A plain arrival on a barrier (release: this thread's earlier shared-memory accesses happen
+// before a waiter's acquire).
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_cluster(uint32_t bar, uint32_t rank) {
-  asm volatile(
-      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
-      "r"(rank)
-      : "memory");
-}
-// mbar_wait with acquire at cluster scope: for barriers that other CTAs of the cluster arrive on.
-__device__ __forceinline__ void mbar_wait_cluster(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nTA_MBAR_WAIT_CLUSTER:\n"
-      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra TA_MBAR_WAIT_CLUSTER;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
 }
 
 // Keeps the compiler from moving accumulator registers while wgmmas that own them are in
