@@ -563,9 +563,9 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
     }
   };
   // TMA staging (WindowMaps): buffer j's barrier completes its n-th fill with parity n & 1.
+#if TA_WGMMA_DEVICE
   __shared__ __align__(8) uint64_t kv_bars[2];
   const bool tma = WG && maps.on != 0;
-#if TA_WGMMA_DEVICE
   if (tma) {
     if (threadIdx.x == 0) {
       mbar_init(smem_u32(&kv_bars[0]), 1);
