@@ -8,7 +8,8 @@
 // blocks (64 rows, each one bulk copy of its core-matrix image in S_pad, pb_state_at)
 // through a 4-stage ring filled two stages ahead, as in the key pass. Per block and warp: A = 2 ldmatrix.x4 of the Q tile at
 // column block bb (no Q fragments held in registers: 184 instead of 255 registers), each
-// row scaled by its prefix as bf16x2 products. CONST runs as column block 8 (Q tile cols
+// row scaled by its prefix as bf16x2 products, built before the wait that bounds the wgmma
+// groups in flight (4 A buffers, one per block of a stage). CONST runs as column block 8 (Q tile cols
 // 128..143 = [1, 0 x 7, the next row's dims 0..7]) with the ones column as prefix: its state
 // rows 1..15 are exact zeros (pb_store_state_rows), so only column 0 counts. The last
 // stage's empty slots run as null blocks, A = 0 through prefix column 129 (= 0), on stale
@@ -82,7 +83,12 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
     a_at[mt] = qs_at + 2 * ((wrow + mt * 64 + (lane & 7) + ((lane >> 3) & 1) * 8) * kST + (lane >> 4) * 8);
     p_base[mt] = (wrow + mt * 64 + g) * kST;
   }
-  uint32_t af[2][2][4];
+  // One A buffer per block of a stage: block bi's buffer was last read by the group four
+  // blocks back, which the wait before issuing the previous block retired, so A is built
+  // before this block's wait, while the two groups before it run on the tensor cores (ncu
+  // at ea2bc66: the loads and multiplies after the wait were the hot stalls).
+  uint32_t af[kPbWgStageBlocks][2][4];
+  static_assert(kPbWgStageBlocks >= 4, "the buffer a block fills was read four groups back");
   for (int st = 0; st < kStages; ++st) {
     mbar_wait(bars + 8 * (st % kPbWgStages), static_cast<uint32_t>(st / kPbWgStages) & 1u);  // stage st landed
     // At st = 0 the Q tile's stores are before the barrier; at every st all warps are past
@@ -92,30 +98,23 @@ __global__ void __launch_bounds__(kPbThreads, 1) pb_wg_query_pass(PassArgs a, co
     const uint32_t sbuf_at = ss_at + static_cast<uint32_t>(st % kPbWgStages) * kStageBytes;
 #pragma unroll
     for (int bi = 0; bi < kPbWgStageBlocks; ++bi) {
-      const int ab = bi & 1;
-      // The block's decoding and prefixes first: they need no wgmma to retire, so their
-      // latency hides behind the wait.
       const uint32_t d = c_pb_list.d[st * kPbWgStageBlocks + bi];
       const uint32_t kind = pb_kind(d);
       const int bb = kind >= kPbDeg1 ? pb_bb(d) : 8;
       const int col = kind >= kPbDeg1 ? pb_col(d) : (kind == kPbConst ? kPbOnesCol : kPbOnesCol + 1);
-      uint32_t p0[2], p1[2];
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt) {
-        p0[mt] = qbits[p_base[mt] + col] * 0x10001u;
-        p1[mt] = qbits[p_base[mt] + 8 * kST + col] * 0x10001u;
+        const uint32_t p0 = qbits[p_base[mt] + col] * 0x10001u;
+        const uint32_t p1 = qbits[p_base[mt] + 8 * kST + col] * 0x10001u;
+        ldsm_x4_at(af[bi][mt], a_at[mt] + bb * 32);
+        af[bi][mt][0] = bf16x2_mul(af[bi][mt][0], p0);  // row g
+        af[bi][mt][1] = bf16x2_mul(af[bi][mt][1], p1);  // row g + 8
+        af[bi][mt][2] = bf16x2_mul(af[bi][mt][2], p0);
+        af[bi][mt][3] = bf16x2_mul(af[bi][mt][3], p1);
       }
       wgmma_wait<1>();
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt) {
-        ldsm_x4_at(af[ab][mt], a_at[mt] + bb * 32);
-        af[ab][mt][0] = bf16x2_mul(af[ab][mt][0], p0[mt]);  // row g
-        af[ab][mt][1] = bf16x2_mul(af[ab][mt][1], p1[mt]);  // row g + 8
-        af[ab][mt][2] = bf16x2_mul(af[ab][mt][2], p0[mt]);
-        af[ab][mt][3] = bf16x2_mul(af[ab][mt][3], p1[mt]);
-      }
       const uint64_t bdesc = core_desc_at<kPbNT>(sbuf_at + 2 * (2 * bi * kPbNT * 64));
-      wgmma_step(acc, af[ab], bdesc);
+      wgmma_step(acc, af[bi], bdesc);
     }
   }
   wgmma_drain(acc);
