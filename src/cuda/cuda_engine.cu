@@ -24,6 +24,7 @@
 #include "cuda/kernels/features.cuh"
 #include "cuda/kernels/key_pass.cuh"
 #include "cuda/kernels/pb4_key_pass.cuh"
+#include "cuda/kernels/pb4_key_pass_bulk.cuh"
 #include "cuda/kernels/pb4_prep.cuh"
 #include "cuda/kernels/pb4_probe.cuh"
 #include "cuda/kernels/pb4_query_pass.cuh"
@@ -524,9 +525,10 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
 // The P = 4 prefix x block passes for one batch of units (32-wide slices; one shape,
 // prefix_block4_plan.h). The key pass's time includes preparing its inputs. 17 key CTAs per
 // unit (32 blocks each, no key split: the state is accumulated in registers and stored once,
-// in bf16); the query pass one CTA per 256 queries of a unit. WG: the wgmma query pass (the
-// key pass stays mma.sync: its wgmma version, m64n40k16 with the same A fragments, measured
-// 25.2 against 23.5 ms at N = 66048 on the H100: docs/perf-notes.md, v7).
+// in bf16); the query pass one CTA per 256 queries of a unit. WG: the wgmma query pass and
+// the key pass staged by bulk copies (its mma stay mma.sync: a wgmma version, m64n40k16 with
+// the same A fragments, measured 25.2 against 23.5 ms at N = 66048 on the H100:
+// docs/perf-notes.md, v7).
 template <bool WG>
 ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
   cudaStream_t stream = env.stream;
@@ -536,9 +538,24 @@ ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
   pb4_prep_keys<<<dim3(static_cast<unsigned>(pb4_key_tiles(g.Nk)), un), kPb4PrepThreads, 0, stream>>>(args, env.pb_y,
                                                                                                       env.pb_vx);
   TA_CUDA_LAUNCHED("key preparation (prefix x block, P = 4)");
-  constexpr size_t kKeySmem = pb4_key_smem();
-  if (ta_status s = allow_smem(pb4_key_pass, kKeySmem); s != TA_OK) return s;
-  pb4_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk);
+  // On the wgmma path the key pass stages by bulk copies (pb4_key_pass_bulk: the same bits).
+  bool bulk = false;
+  if (WG && g_key_tma.load()) {
+    int dev = 0;
+    TA_CUDA_TRY(cudaGetDevice(&dev), "cudaGetDevice");
+    bulk = smem_optin(dev) >= pb4_bulk_smem();
+  }
+  t_last_key_tma = bulk;
+  if (bulk) {
+    constexpr size_t kKeySmem = pb4_bulk_smem();
+    if (ta_status s = allow_smem(pb4_key_pass_bulk, kKeySmem); s != TA_OK) return s;
+    pb4_key_pass_bulk<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state,
+                                                                                g.Nk);
+  } else {
+    constexpr size_t kKeySmem = pb4_key_smem();
+    if (ta_status s = allow_smem(pb4_key_pass, kKeySmem); s != TA_OK) return s;
+    pb4_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk);
+  }
   TA_CUDA_LAUNCHED("key pass (prefix x block, P = 4)");
   TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
 

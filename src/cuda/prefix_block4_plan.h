@@ -206,6 +206,14 @@ TA_HD constexpr int pb4_wg_smem() {
 }
 static_assert(pb4_wg_query_smem() == 78336, "the shape of kernels/pb4_wg_query_pass.cuh");
 
+// The key pass staged by bulk copies on that path (kernels/pb4_key_pass_bulk.cuh): a ring of
+// kPb4BulkStages stages (pb4_key_stage_bytes each) filled kPb4BulkAhead tiles ahead, then a
+// "full" and an "empty" mbarrier per stage.
+inline constexpr int kPb4BulkStages = 6;
+inline constexpr int kPb4BulkAhead = kPb4BulkStages - 2;
+TA_HD constexpr int pb4_bulk_smem() { return kPb4BulkStages * pb4_key_stage_bytes() + 2 * kPb4BulkStages * 8; }
+static_assert(pb4_bulk_smem() == 90720, "89 KB: within every wgmma card's 227 KB");
+
 // The rule: tensor cores allowed (not force_fp32), P = 4, slices of exactly 32 q/k and 32
 // value dims (d = 32 G, dv = 32 G), and the device's opt-in shared memory per block holds
 // the kernels. select_pass_kernels (prefix_block_plan.h) asks this first.
@@ -216,11 +224,16 @@ inline bool pb4_applies(const Problem& p, const ta_config& c, int64_t smem_optin
 // ---- workspace ----------------------------------------------------------------------------
 
 // Bytes per unit of a batch: the state S_pad (bf16), and the prepared keys per 64-token tile
-// (padding tokens zero): yT [32][64] then yP [32][64] (bf16(sqrt|c| k / norm), transposed;
+// (padding tokens zero): yT [32][72] then yP [32][64] (bf16(sqrt|c| k / norm), transposed;
 // yP with tokens permuted) and the value rows [v | 1 | 0 x 7] [64][40] (masked keys zero).
+// yT is stored with the ring's 144-byte rows (the 8 pad columns zero), so yT and yP of a tile
+// are one run of 8,704 bytes shaped as the start of a ring stage: one bulk copy can stage
+// yT, another yP (kernels/pb4_key_pass_bulk.cuh).
+inline constexpr int kPb4YtElems = kPb4Dim * kPb4YtStride;                 // yT [32][72]
+inline constexpr int kPb4TileElems = kPb4YtElems + kPb4Dim * kPb4KeyTile;  // + yP [32][64]: 4,352 bf16
 TA_HD constexpr int64_t pb4_key_tiles(int64_t Nk) { return (Nk + kPb4KeyTile - 1) / kPb4KeyTile; }
 TA_HD constexpr int64_t pb4_state_bytes() { return int64_t{kPb4Rows} * kPb4Cols * 2; }
-TA_HD constexpr int64_t pb4_key_bytes(int64_t Nk) { return pb4_key_tiles(Nk) * 2 * kPb4Dim * kPb4KeyTile * 2; }
+TA_HD constexpr int64_t pb4_key_bytes(int64_t Nk) { return pb4_key_tiles(Nk) * kPb4TileElems * 2; }
 TA_HD constexpr int64_t pb4_value_bytes(int64_t Nk) { return pb4_key_tiles(Nk) * kPb4KeyTile * kPb4Cols * 2; }
 TA_HD constexpr int64_t pb4_unit_bytes(int64_t Nk) {
   return pb4_state_bytes() + pb4_key_bytes(Nk) + pb4_value_bytes(Nk);

@@ -303,11 +303,11 @@ bool device_has_wgmma(int device);
 int last_key_split();
 // Caps the key split (1: never split; < 1 restores the rule's own limit). Process-wide.
 void set_key_split_cap_for_testing(int cap);
-// Whether the calling thread's last run's last prefix x block batch ran the TMA key pass
-// (pb_wg_key_pass_tma).
+// Whether the calling thread's last run's last prefix x block batch ran a key pass staged by
+// the TMA unit (P = 3: pb_wg_key_pass_tma; P = 4: pb4_key_pass_bulk).
 bool last_key_pass_tma();
-// Lets the wgmma path use the TMA key pass where it applies (the default), or not, so tests
-// also run the cp.async one on unmasked calls. Process-wide.
+// Lets the wgmma paths use those key passes where they apply (the default), or not, so tests
+// also run the cp.async ones (on unmasked calls for P = 3). Process-wide.
 void set_key_pass_tma_for_testing(bool allowed);
 
 }  // namespace ta::cuda

@@ -146,7 +146,7 @@ TEST(BatchBudget, BoundedBalancedAtLeastOne) {
   using ta::cuda::balanced_units_per_batch;
   EXPECT_EQ(balanced_units_per_batch(24, 10, 1000), 24);           // everything fits
   EXPECT_EQ(balanced_units_per_batch(24, 100, 1300), 12);          // cap 13 -> 2 batches of 12, not 13 + 11
-  EXPECT_EQ(balanced_units_per_batch(96, 14433024, 83400000), 5);  // P = 4, G = 4, Nk = 66048: cap 5, 20 batches
+  EXPECT_EQ(balanced_units_per_batch(96, 14961408, 83400000), 5);  // P = 4, G = 4, Nk = 66048: cap 5, 20 batches
   EXPECT_EQ(balanced_units_per_batch(7, 1000, 10), 1);             // one unit even when it alone is over
   EXPECT_EQ(balanced_units_per_batch(100000, 1, int64_t{1} << 40), 50000);  // gridDim.y: 2 batches of 50,000
   for (int64_t units = 1; units <= 40; ++units) {

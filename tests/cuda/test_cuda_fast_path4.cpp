@@ -113,7 +113,7 @@ TEST(PrefixBlock4Plan, HalfListLayout) {
   EXPECT_EQ(kPb4Rows, 8688);
   EXPECT_EQ(2 * kPb4Blocks, kPb4RealHalves + 1);
   EXPECT_EQ(pb4_state_bytes(), 8688 * 40 * 2);
-  EXPECT_EQ(pb4_key_bytes(65), 2 * 2 * 32 * 64 * 2);
+  EXPECT_EQ(pb4_key_bytes(65), 2 * (32 * 72 + 32 * 64) * 2);  // 2 tiles of yT (144-byte rows) + yP
   EXPECT_EQ(pb4_value_bytes(64), 64 * 40 * 2);
 }
 
@@ -638,10 +638,61 @@ TEST(CudaFastPath4Workspace, PlanCallerWorkspaceDeterminism_B1_H2_N4097_d128_G4)
   cudaFree(ws);
 }
 
+// ---- the key pass staged by bulk copies -------------------------------------------------------
+
+// pb4_key_pass_bulk (the wgmma path's key pass: thread 0 stages each prepared tile by bulk
+// copies, mbarriers instead of the block barrier) runs pb4_key_tile, the cp.async kernel's
+// mma in its order, on the same prepared tiles, so every output bit must match it: a partial
+// last tile, one tile, more tiles than ring stages (the ring wraps and refills), masks,
+// [B, N, H, D] views, cross attention, f16.
+class CudaFastPath4KeyBulk : public ::testing::TestWithParam<Case> {};
+
+TEST_P(CudaFastPath4KeyBulk, SameBitsAsCpAsyncKernel) {
+  SKIP_WITHOUT_GPU();
+  if (!ta::cuda::device_has_wgmma(0)) GTEST_SKIP() << "the bulk-copy key pass runs on the wgmma path";
+  const Case& spec = GetParam();
+  auto call = make_call(spec, 2700 + static_cast<uint64_t>(spec.Nk));
+  auto run = [&](bool allowed) {
+    KeyTma bulk(allowed);
+    const Outcome o = run_gpu(*call, call->cfg);
+    EXPECT_EQ(o.status, TA_OK) << o.message;
+    EXPECT_EQ(o.kernels, PassKernels::kPrefixBlock4Wg);
+    EXPECT_EQ(ta::cuda::last_key_pass_tma(), allowed);
+    return call->out_gpu.element_bytes();
+  };
+  const std::vector<uint8_t> plain = run(false);
+  const std::vector<double> got = call->out_gpu.dense();
+  expect_finite(got);
+  EXPECT_EQ(run(true), plain);
+  EXPECT_EQ(run(true), plain) << "again";
+  const Outcome c = run_cpu(*call, call->cfg);
+  ASSERT_EQ(c.status, TA_OK) << c.message;
+  EXPECT_LT(tatest::rel_l2(got, call->out_cpu.dense()), cpu_tolerance(spec.dtype));
+}
+
+std::vector<Case> bulk_cases() {
+  std::vector<Case> v{case4(1, 1, 300, 4097, TA_DTYPE_BF16), case4(2, 3, 129, 640, TA_DTYPE_BF16),
+                      case4(1, 2, 64, 7000, TA_DTYPE_BF16)};
+  Case c = case4(1, 2, 70, 33, TA_DTYPE_BF16);  // one partial tile
+  c.view = View::kBNHD;
+  v.push_back(c);
+  c = case4(2, 2, 100, 700, TA_DTYPE_F16);  // masked, f16
+  c.masked = true;
+  v.push_back(c);
+  c = case4(1, 2, 200, 1000, TA_DTYPE_BF16);  // [B, N, H, D], cross attention
+  c.view = View::kBNHD;
+  c.scale_mul = 0.7;
+  v.push_back(c);
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CudaFastPath4KeyBulk, ::testing::ValuesIn(bulk_cases()),
+                         [](const ::testing::TestParamInfo<Case>& i) { return case_name(i.param); });
+
 // ---- unit batches ------------------------------------------------------------------------------
 
 // 24 heads x 4 slices (Flux 4096^2's shape) sharing one set of q, k, v (zero head strides)
-// over Nk = 66,048 keys: 14.4 MB of state and prepared keys per unit, so the batches hold 5
+// over Nk = 66,048 keys: 15.0 MB of state and prepared keys per unit, so the batches hold 5
 // units (batch_budget.h). Every head must give the same bits (the batches differ only in
 // unit offsets).
 TEST(CudaFastPath4Batches, UnitsInBatches_B1_H24_Nq80_Nk66048_d128_G4) {
@@ -665,7 +716,7 @@ TEST(CudaFastPath4Batches, UnitsInBatches_B1_H24_Nq80_Nk66048_d128_G4) {
   ta_memory_estimate est{};
   ASSERT_EQ(ta_attention_memory_estimate(&a, &cfg, &est), TA_OK) << ta_last_error_message();
   // The call-size bound (batch_budget.h): 96 fp32 states of 6,545 x 33 plus the output,
-  // 83 MB, hold 5 units of 14.4 MB: 20 batches of at most 5.
+  // 83 MB, hold 5 units of 15.0 MB: 20 batches of at most 5.
   const int64_t reference = ta::cuda::call_reference_bytes(H * 4, 6545, 32, 1, H, Nq, 128, 2);
   const int64_t expected_upb = ta::cuda::balanced_units_per_batch(H * 4, ta::cuda::pb4_unit_bytes(Nk), reference);
   ASSERT_EQ(expected_upb, 5);

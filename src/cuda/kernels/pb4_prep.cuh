@@ -1,8 +1,9 @@
 // Prepares the P = 4 prefix x block key pass's inputs for a batch of units, one 64-token
-// tile per block (blockIdx.x = tile, blockIdx.y = unit), laid out per tile so that pass
-// streams each with one contiguous cp.async run per array:
-//   y[unit][tile][0][c][j]  = yT: bf16(k * kfac) of token 64 tile + j, dim c (transposed)
-//   y[unit][tile][1][c][p]  = yP: the same values, positions permuted within each 16 tokens
+// tile per block (blockIdx.x = tile, blockIdx.y = unit), laid out per tile as the key pass's
+// ring stage, so that pass stages each array as one contiguous run (cp.async or bulk copy):
+//   y[unit][tile] yT [32][72]: bf16(k * kfac) of token 64 tile + j at [c][j], dim c
+//                             (transposed; columns 64..71 zero: the stage's row pad)
+//   y[unit][tile] yP [32][64]: the same values, positions permuted within each 16 tokens
 //                             (position 4t + jj holds token 2t + (jj & 1) + 8 (jj >> 1)), so
 //                             a thread's prefix coordinates of tokens (2t, 2t+1) and
 //                             (2t+8, 2t+9) of a k-step are one 8-byte load
@@ -19,7 +20,6 @@
 namespace ta::cuda {
 
 constexpr int kPb4PrepThreads = 256;
-constexpr int kPb4TileElems = 2 * kPb4Dim * kPb4KeyTile;  // yT + yP of one tile: 4,096 bf16
 
 // Token of position p (0..63) of a yP row: group p / 16, thread slot t = (p % 16) / 4, and
 // jj = p % 4 picks tokens 2t, 2t+1, 2t+8, 2t+9 of the group.
@@ -78,11 +78,12 @@ __global__ void __launch_bounds__(kPb4PrepThreads)
   // one 16-byte store each.
   __nv_bfloat16* yt = y + (unit_local * tiles + tile) * kPb4TileElems;
   const int c = tid >> 3, p0 = (tid & 7) * 8;
-  *reinterpret_cast<uint4*>(yt + c * kPb4KeyTile + p0) = *reinterpret_cast<const uint4*>(&ys[c][p0]);
+  *reinterpret_cast<uint4*>(yt + c * kPb4YtStride + p0) = *reinterpret_cast<const uint4*>(&ys[c][p0]);
+  if (p0 == kPb4KeyTile - 8) *reinterpret_cast<uint4*>(yt + c * kPb4YtStride + kPb4KeyTile) = make_uint4(0u, 0u, 0u, 0u);
   uint16_t bits[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) bits[i] = __bfloat16_as_ushort(ys[c][pb4_prefix_token(p0 + i)]);
-  *reinterpret_cast<uint4*>(yt + kPb4Dim * kPb4KeyTile + c * kPb4KeyTile + p0) =
+  *reinterpret_cast<uint4*>(yt + kPb4YtElems + c * kPb4KeyTile + p0) =
       make_uint4(bits[0] | static_cast<uint32_t>(bits[1]) << 16, bits[2] | static_cast<uint32_t>(bits[3]) << 16,
                  bits[4] | static_cast<uint32_t>(bits[5]) << 16, bits[6] | static_cast<uint32_t>(bits[7]) << 16);
 }
