@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "api/errors.h"
@@ -181,6 +182,24 @@ int vector_loads_ok(const ta_tensor& t, int64_t width) {
   const bool aligned = reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
   return aligned && t.strides[3] == 1 && width % per == 0 && t.strides[0] % per == 0 && t.strides[1] % per == 0 &&
          t.strides[2] % per == 0;
+}
+
+// The token factors of `tokens` tokens of `units` units: one 16-byte load per lane
+// (token_factors_vec, L lanes per token) where the slices allow it and the norm is needed,
+// else the scalar kernel (a warp per token).
+void launch_token_factors(const Geometry& g, const Strided& x, int64_t tokens, int32_t units, float mul,
+                          int normalize, float eps, int vec, float* out, cudaStream_t stream) {
+  const int64_t lanes = vec ? g.ds / (x.dtype == TA_DTYPE_F32 ? 4 : 8) : 0;
+  const auto blocks = [&](int64_t per_token) { return static_cast<unsigned>((tokens * units * per_token + 255) / 256); };
+  switch (normalize ? lanes : 0) {
+    case 1: token_factors_vec<1><<<blocks(1), 256, 0, stream>>>(g, x, tokens, units, mul, eps, out); return;
+    case 2: token_factors_vec<2><<<blocks(2), 256, 0, stream>>>(g, x, tokens, units, mul, eps, out); return;
+    case 4: token_factors_vec<4><<<blocks(4), 256, 0, stream>>>(g, x, tokens, units, mul, eps, out); return;
+    case 8: token_factors_vec<8><<<blocks(8), 256, 0, stream>>>(g, x, tokens, units, mul, eps, out); return;
+    case 16: token_factors_vec<16><<<blocks(16), 256, 0, stream>>>(g, x, tokens, units, mul, eps, out); return;
+    case 32: token_factors_vec<32><<<blocks(32), 256, 0, stream>>>(g, x, tokens, units, mul, eps, out); return;
+    default: token_factors<<<blocks(32), 256, 0, stream>>>(g, x, tokens, units, mul, normalize, eps, out);
+  }
 }
 
 ta_status cuda_fail(cudaError_t e, const char* what) {
@@ -434,8 +453,16 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
   TA_CUDA_TRY(cudaEventRecord(env.ev[0], stream), "cudaEventRecord");
   // Direct values: no value rows (env.pb_vx unused), the key pass stages v itself.
   __nv_bfloat16* vx = env.pb_direct_values ? nullptr : env.pb_vx;
-  pb_prep_keys<<<dim3(static_cast<unsigned>(pb_key_tiles(g.Nk) * kPbKeyTile / kPbPrepTokens), un),
-                 kPbPrepTokens * kPbPrepChunks, 0, stream>>>(args, env.pb_y, vx);
+  const auto prep = [&](auto values) {
+    constexpr bool kValues = decltype(values)::value;
+    pb_prep_keys<kValues><<<dim3(static_cast<unsigned>(pb_key_tiles(g.Nk) * kPbKeyTile / kPbPrepTokens<kValues>), un),
+                            kPbPrepTokens<kValues> * kPbPrepChunks<kValues>, 0, stream>>>(args, env.pb_y, vx);
+  };
+  if (vx != nullptr) {
+    prep(std::true_type{});
+  } else {
+    prep(std::false_type{});
+  }
   TA_CUDA_LAUNCHED("key preparation (prefix x block)");
   if constexpr (WG) {
     int dev = 0, sms = 0;
@@ -550,11 +577,12 @@ ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
     constexpr size_t kKeySmem = pb4_bulk_smem();
     if (ta_status s = allow_smem(pb4_key_pass_bulk, kKeySmem); s != TA_OK) return s;
     pb4_key_pass_bulk<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state,
-                                                                                g.Nk);
+                                                                                g.Nk, WG);
   } else {
     constexpr size_t kKeySmem = pb4_key_smem();
     if (ta_status s = allow_smem(pb4_key_pass, kKeySmem); s != TA_OK) return s;
-    pb4_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk);
+    pb4_key_pass<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state, g.Nk,
+                                                                           WG);
   }
   TA_CUDA_LAUNCHED("key pass (prefix x block, P = 4)");
   TA_CUDA_TRY(cudaEventRecord(env.ev[1], stream), "cudaEventRecord");
@@ -562,7 +590,7 @@ ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
   if (env.nprobe > 0) {
     const int64_t items = units * env.nprobe;
     pb4_probe<<<static_cast<unsigned>((items + 7) / 8), 256, 0, stream>>>(args, env.pb_state, env.probe_rows,
-                                                                         env.nprobe, static_cast<int32_t>(units));
+                                                                         env.nprobe, static_cast<int32_t>(units), WG);
     TA_CUDA_LAUNCHED("probe (prefix x block, P = 4)");
     if (ta_status s = finish_probe(args, units, env); s != TA_OK) return s;
   }
@@ -797,10 +825,10 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
     const int64_t n = std::min(upb, units - u0);
     args.g.unit0 = u0;
     const auto un = static_cast<int32_t>(n);
-    token_factors<<<static_cast<unsigned>((p.Nq * n * 32 + 255) / 256), 256, 0, stream>>>(
-        args.g, args.q, p.Nq, un, q_mul, c.qk_normalize, args.eps, const_cast<float*>(args.qfac));
-    token_factors<<<static_cast<unsigned>((p.Nk * n * 32 + 255) / 256), 256, 0, stream>>>(
-        args.g, args.k, p.Nk, un, k_mul, c.qk_normalize, args.eps, const_cast<float*>(args.kfac));
+    launch_token_factors(args.g, args.q, p.Nq, un, q_mul, c.qk_normalize, args.eps, args.vec_q,
+                         const_cast<float*>(args.qfac), stream);
+    launch_token_factors(args.g, args.k, p.Nk, un, k_mul, c.qk_normalize, args.eps, args.vec_k,
+                         const_cast<float*>(args.kfac), stream);
     TA_CUDA_LAUNCHED("token factors");
     if (ta_status s = batch(args, n, env); s != TA_OK) return s;
   }

@@ -195,16 +195,17 @@ static_assert(pb4_key_smem() == 45312 && pb4_query_smem() == 68096, "the shapes 
 static_assert(pb4_smem() <= 101376, "one shape for every card: fits 99 KB of opt-in shared memory");
 
 // The wgmma query pass (Hopper, sm_90a builds: kernels/pb4_wg_query_pass.cuh; the key pass
-// stays mma.sync): a 4-stage state ring filled two ahead, so a buffer is refilled only after
-// the wgmmas that read it retired.
+// stays mma.sync): a 4-stage state ring filled two ahead by bulk copies on one mbarrier per
+// stage, so a buffer is refilled only after the wgmmas that read it retired.
 inline constexpr int kPb4WgStages = 4;
 TA_HD constexpr int pb4_wg_query_smem() {
-  return (kPb4QueryRows * kPb4Stride + 33 * kPb4QueryRows + kPb4WgStages * 16 * kPb4StageBlocks * kPb4Stride) * 2;
+  return (kPb4QueryRows * kPb4Stride + 33 * kPb4QueryRows + kPb4WgStages * 16 * kPb4StageBlocks * kPb4Stride) * 2 +
+         8 * kPb4WgStages;  // the stages' mbarriers
 }
 TA_HD constexpr int pb4_wg_smem() {
   return pb4_key_smem() > pb4_wg_query_smem() ? pb4_key_smem() : pb4_wg_query_smem();
 }
-static_assert(pb4_wg_query_smem() == 78336, "the shape of kernels/pb4_wg_query_pass.cuh");
+static_assert(pb4_wg_query_smem() == 78368, "the shape of kernels/pb4_wg_query_pass.cuh");
 
 // The key pass staged by bulk copies on that path (kernels/pb4_key_pass_bulk.cuh): a ring of
 // kPb4BulkStages stages (pb4_key_stage_bytes each) filled kPb4BulkAhead tiles ahead, then a
@@ -223,7 +224,7 @@ inline bool pb4_applies(const Problem& p, const ta_config& c, int64_t smem_optin
 
 // ---- workspace ----------------------------------------------------------------------------
 
-// Bytes per unit of a batch: the state S_pad (bf16), and the prepared keys per 64-token tile
+// Bytes per unit of a batch: the state S_pad (bf16, kPb4StateRows), and the prepared keys per 64-token tile
 // (padding tokens zero): yT [32][72] then yP [32][64] (bf16(sqrt|c| k / norm), transposed;
 // yP with tokens permuted) and the value rows [v | 1 | 0 x 7] [64][40] (masked keys zero).
 // yT is stored with the ring's 144-byte rows (the 8 pad columns zero), so yT and yP of a tile
@@ -232,7 +233,14 @@ inline bool pb4_applies(const Problem& p, const ta_config& c, int64_t smem_optin
 inline constexpr int kPb4YtElems = kPb4Dim * kPb4YtStride;                 // yT [32][72]
 inline constexpr int kPb4TileElems = kPb4YtElems + kPb4Dim * kPb4KeyTile;  // + yP [32][64]: 4,352 bf16
 TA_HD constexpr int64_t pb4_key_tiles(int64_t Nk) { return (Nk + kPb4KeyTile - 1) / kPb4KeyTile; }
-TA_HD constexpr int64_t pb4_state_bytes() { return int64_t{kPb4Rows} * kPb4Cols * 2; }
+// S_pad holds whole query-pass stages of kPb4StageBlocks blocks: 68 x 128 = 8,704 rows, the
+// last 16 (the list's null block 543) zero on the wgmma path, whose query pass stages the
+// state by one bulk copy per stage (kernels/pb4_wg_query_pass.cuh).
+inline constexpr int kPb4StateRows =
+    (kPb4Blocks + kPb4StageBlocks - 1) / kPb4StageBlocks * kPb4StageBlocks * 16;
+static_assert(kPb4StateRows == 8704 && kPb4StateRows / 16 <= kPb4KeyCtas * kPb4KeyBlocksPerCta,
+              "the key pass stores every block of the last stage");
+TA_HD constexpr int64_t pb4_state_bytes() { return int64_t{kPb4StateRows} * kPb4Cols * 2; }
 TA_HD constexpr int64_t pb4_key_bytes(int64_t Nk) { return pb4_key_tiles(Nk) * kPb4TileElems * 2; }
 TA_HD constexpr int64_t pb4_value_bytes(int64_t Nk) { return pb4_key_tiles(Nk) * kPb4KeyTile * kPb4Cols * 2; }
 TA_HD constexpr int64_t pb4_unit_bytes(int64_t Nk) {

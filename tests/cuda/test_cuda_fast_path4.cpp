@@ -112,7 +112,7 @@ TEST(PrefixBlock4Plan, HalfListLayout) {
   EXPECT_EQ(runs, 561);
   EXPECT_EQ(kPb4Rows, 8688);
   EXPECT_EQ(2 * kPb4Blocks, kPb4RealHalves + 1);
-  EXPECT_EQ(pb4_state_bytes(), 8688 * 40 * 2);
+  EXPECT_EQ(pb4_state_bytes(), 8704 * 40 * 2);  // 68 whole query-pass stages of 128 rows
   EXPECT_EQ(pb4_key_bytes(65), 2 * (32 * 72 + 32 * 64) * 2);  // 2 tiles of yT (144-byte rows) + yP
   EXPECT_EQ(pb4_value_bytes(64), 64 * 40 * 2);
 }
@@ -154,7 +154,7 @@ TEST(PrefixBlock4Plan, SelectionRule) {
   EXPECT_EQ(select_pass_kernels(shape_of(128, 128, 1, 3), c, kRtx4090), PassKernels::kPrefixBlockSmall);
   // Hopper with sm_90a code: the wgmma kernels when their 76.5 KiB fit.
   const int64_t wg = ta::cuda::pb4_wg_smem();
-  EXPECT_EQ(wg, 78336);
+  EXPECT_EQ(wg, 78368);
   EXPECT_EQ(select_pass_kernels(node, c, kH100, true), PassKernels::kPrefixBlock4Wg);
   EXPECT_EQ(select_pass_kernels(node, c, wg, true), PassKernels::kPrefixBlock4Wg);
   EXPECT_EQ(select_pass_kernels(node, c, wg - 1, true), PassKernels::kPrefixBlock4);

@@ -176,7 +176,15 @@ INSTANTIATE_TEST_SUITE_P(
         Case{2, 1, 64, 200, 12, 20, 6, 2, TA_DTYPE_F32, false, false, false, false},
         Case{1, 1, 1, 1, 3, 5, 2, 1, TA_DTYPE_F32, false, false, false, false},
         Case{1, 3, 257, 129, 59, 59, 3, 1, TA_DTYPE_BF16, true, true, false, true},
-        Case{1, 1, 50, 60, 8, 100, 8, 1, TA_DTYPE_F32, false, false, false, false}),
+        Case{1, 1, 50, 60, 8, 100, 8, 1, TA_DTYPE_F32, false, false, false, false},
+        // Normalised contiguous slices: token factors by 16-byte loads with 1, 2, 8 and 32
+        // lanes per token (token_factors_vec: bf16 d = 8, f32 d = 8, f16 d = 64, f32 d = 128),
+        // and a width that is no power-of-two number of vectors (48 / 8 = 6: the scalar kernel).
+        Case{1, 1, 70, 70, 8, 8, 4, 1, TA_DTYPE_BF16, true, false, false, false},
+        Case{1, 1, 70, 70, 8, 8, 4, 1, TA_DTYPE_F32, true, false, false, false},
+        Case{1, 2, 150, 150, 64, 64, 2, 1, TA_DTYPE_F16, true, false, false, false},
+        Case{1, 1, 100, 90, 128, 64, 3, 1, TA_DTYPE_F32, true, false, false, false},
+        Case{2, 1, 77, 77, 48, 48, 3, 1, TA_DTYPE_BF16, true, false, false, true}),
     [](const auto& info) { return name_of(info.param); });
 
 // A caller-owned workspace on a caller stream gives the same bits as a library one.

@@ -27,27 +27,42 @@ __device__ __forceinline__ void pb4_prefix_offsets(const uint32_t (&desc)[2 * kP
   }
 }
 
+// Element offset of (row r, column c) in a unit's S_pad: rows of 40 values, or (image, the
+// wgmma path) each query-pass stage of 128 rows as the image of its shared-memory tile in the
+// core-matrix layout, so that one bulk copy stages it.
+__device__ __forceinline__ int64_t pb4_state_at(int r, int c, bool image) {
+  constexpr int kStageRows = 16 * kPb4StageBlocks;
+  if (!image) return static_cast<int64_t>(r) * kPb4Cols + c;
+  return static_cast<int64_t>(r / kStageRows) * kStageRows * kPb4Cols + core_offset<kPb4NT>(r % kStageRows, c >> 3) +
+         (c & 7);
+}
+
 // The key passes' epilogue: a warp's kPb4KeyWarpBlocks blocks (from blk0) from accumulators
 // in the mma C layout (rows g = half 0's row g, rows g + 8 = half 1's), weights folded in,
-// stored as bf16 rows of the unit's S_pad su; z split into hi + lo (cols 32, 33, held by
-// t == 0), cols 34..39 = 0. The list's trailing null block has no state rows.
+// stored as bf16 rows of the unit's S_pad su (layout: pb4_state_at); z split into hi + lo
+// (cols 32, 33, held by t == 0), cols 34..39 = 0. The list's trailing null block is stored
+// as zeros in the image layout (the last stage's eighth block) and not at all otherwise.
 __device__ __forceinline__ void pb4_store_state_rows(const float (&acc)[kPb4KeyWarpBlocks][kPb4NT][4],
                                                      const uint32_t (&desc)[2 * kPb4KeyWarpBlocks], int blk0,
-                                                     __nv_bfloat16* su, int lane) {
+                                                     __nv_bfloat16* su, int lane, bool image) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int m = 0; m < kPb4KeyWarpBlocks; ++m) {
     const int blk = blk0 + m;
-    if (blk >= kPb4Blocks) continue;
+    if (blk >= (image ? kPb4StateRows / 16 : kPb4Blocks)) continue;
+    const bool null = blk >= kPb4Blocks;
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      const float w = pb4_weight(desc[2 * m + hh], g);
-      uint32_t* row = reinterpret_cast<uint32_t*>(su + static_cast<int64_t>(blk * 16 + 8 * hh + g) * kPb4Cols);
+      const float w = null ? 0.0f : pb4_weight(desc[2 * m + hh], g);
+      const int r = blk * 16 + 8 * hh + g;
+      auto put = [&](int c, uint32_t pair) { *reinterpret_cast<uint32_t*>(su + pb4_state_at(r, c, image)) = pair; };
 #pragma unroll
-      for (int n = 0; n < 4; ++n) row[4 * n + t] = pack_bf16(acc[m][n][2 * hh] * w, acc[m][n][2 * hh + 1] * w);
+      for (int n = 0; n < 4; ++n) {
+        put(8 * n + 2 * t, w == 0.0f ? 0u : pack_bf16(acc[m][n][2 * hh] * w, acc[m][n][2 * hh + 1] * w));
+      }
       const float z = acc[m][4][2 * hh] * w;
       const float z_hi = __bfloat162float(__float2bfloat16_rn(z));
-      row[16 + t] = t == 0 ? pack_bf16(z_hi, z - z_hi) : 0u;
+      put(kPb4ValueDim + 2 * t, t == 0 && w != 0.0f ? pack_bf16(z_hi, z - z_hi) : 0u);
     }
   }
 }

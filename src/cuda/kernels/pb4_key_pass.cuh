@@ -124,7 +124,7 @@ __device__ __forceinline__ void pb4_key_tile(float (&acc)[kPb4KeyWarpBlocks][kPb
 
 __global__ void __launch_bounds__(kPb4Threads, 1)
     pb4_key_pass(const __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ vx,
-                 __nv_bfloat16* __restrict__ state, int64_t n_tokens) {
+                 __nv_bfloat16* __restrict__ state, int64_t n_tokens, int image) {
   constexpr int kStages = kPb4KeyStages;
   static_assert(kStages >= 2, "the ring needs a buffer to fill while one is read");
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
     pb4_key_tile(acc, w, smem + (tile % kStages) * kPb4StageElems, lane);
   }
 
-  pb4_store_state_rows(acc, w.desc, blk0, state + unit * kPb4Rows * kPb4Cols, lane);
+  pb4_store_state_rows(acc, w.desc, blk0, state + unit * kPb4StateRows * kPb4Cols, lane, image != 0);
 }
 
 }  // namespace ta::cuda

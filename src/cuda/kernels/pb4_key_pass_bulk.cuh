@@ -24,7 +24,7 @@ namespace ta::cuda {
 
 __global__ void __launch_bounds__(kPb4Threads, 1)
     pb4_key_pass_bulk(const __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ vx,
-                      __nv_bfloat16* __restrict__ state, int64_t n_tokens) {
+                      __nv_bfloat16* __restrict__ state, int64_t n_tokens, int image) {
 #if TA_WGMMA_DEVICE
   constexpr int kS = kPb4BulkStages, kAhead = kPb4BulkAhead;
   static_assert(kAhead >= 1 && kAhead <= kS - 1, "a stage is refilled only after every thread released it");
@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
     fence_proxy_async();
     mbar_arrive(empty + 8 * s);
   }
-  pb4_store_state_rows(acc, w.desc, blk0, state + unit * kPb4Rows * kPb4Cols, lane);
+  pb4_store_state_rows(acc, w.desc, blk0, state + unit * kPb4StateRows * kPb4Cols, lane, image != 0);
 #else
   __trap();  // never selected without sm_90a code (device_has_wgmma)
 #endif

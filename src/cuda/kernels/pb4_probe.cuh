@@ -13,7 +13,7 @@
 namespace ta::cuda {
 
 __global__ void pb4_probe(PassArgs a, const __nv_bfloat16* __restrict__ state, const int64_t* __restrict__ rows,
-                          int32_t nrows, int32_t units) {
+                          int32_t nrows, int32_t units, int image) {
   constexpr int kWarps = 8;
   __shared__ float xs[kWarps][kPb4Cols];  // cols 32..39 = [1, 0 x 7], as the staged Q tile
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -28,14 +28,14 @@ __global__ void pb4_probe(PassArgs a, const __nv_bfloat16* __restrict__ state, c
   x[lane] = pb_coordinate(load_f(a.q.data, base + lane * a.q.s3, a.q.dtype), f);  // 32 lanes = 32 dims
   if (lane < kPb4Cols - kPb4Dim) x[kPb4OnesCol + lane] = lane == 0 ? 1.0f : 0.0f;
   __syncwarp();
-  const __nv_bfloat16* su = state + unit_local * kPb4Rows * kPb4Cols;
+  const __nv_bfloat16* su = state + unit_local * kPb4StateRows * kPb4Cols;
   float den = 0.0f;
   for (int r = lane; r < kPb4Rows; r += 32) {
     const uint32_t d = c_pb4_list.d[r >> 3];  // 8 rows per half
     const float prefix = pb_coordinate(x[pb4_col_a(d)], x[pb4_col_b(d)]);
     const float feature = pb_coordinate(x[8 * pb4_cb(d) + (r & 7)], prefix);
-    const __nv_bfloat16* row = su + static_cast<int64_t>(r) * kPb4Cols;
-    den += feature * (__bfloat162float(row[kPb4ValueDim]) + __bfloat162float(row[kPb4ValueDim + 1]));
+    const __nv_bfloat16* z = su + pb4_state_at(r, kPb4ValueDim, image != 0);  // z_hi, z_lo
+    den += feature * (__bfloat162float(z[0]) + __bfloat162float(z[1]));
   }
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) den += __shfl_xor_sync(0xffffffffu, den, o);

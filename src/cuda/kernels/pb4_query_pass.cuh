@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(kPb4Threads, 2) pb4_query_pass(PassArgs a, con
   unit_coords(a.g, a.g.unit0 + unit_local, &b, &h, &s);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
   const int wrow = warp * 32;  // the warp's first query row in the tile
-  const __nv_bfloat16* su = state + unit_local * kPb4Rows * kPb4Cols;
+  const __nv_bfloat16* su = state + unit_local * kPb4StateRows * kPb4Cols;
 
   auto stage_state = [&](int st) {
     __nv_bfloat16* dst = ss + (st % kPb4QueryRing) * kStageRows * kPb4Stride;

@@ -8,10 +8,11 @@
 // 256 queries per CTA, two CTAs per SM; warpgroup G owns rows 128 G .. 128 G + 127 as two
 // m64 slots, warp j of the group rows 64 mt + 16 j + (g, g + 8) of slot mt (the prefix copy
 // xp is permuted for this: pb4_prefix_position<true>). The state streams in stages of 8
-// blocks (128 rows, copied into the core-matrix layout) through a 4-stage ring filled two
-// stages ahead; A is double-buffered across blocks. The last stage's missing block (the
-// list's null block 543) reads zero-filled rows, so it adds nothing; no warp skips a wgmma
-// (a path around them makes ptxas serialize all of them).
+// blocks (128 rows, each one bulk copy of its core-matrix image in S_pad, pb4_state_at)
+// through a 4-stage ring filled two stages ahead; A is double-buffered across blocks. The
+// last stage's eighth block (the list's null block 543) is stored as zeros by the key pass,
+// so it adds nothing; no warp skips a wgmma (a path around them makes ptxas serialize all
+// of them).
 #pragma once
 
 #include "cuda/kernels/pb4_common.cuh"
@@ -27,7 +28,8 @@ __global__ void __launch_bounds__(kPb4Threads, 2)
   constexpr int kCg = kPb4Cols / 8, kStageRows = 16 * kPb4StageBlocks;
   constexpr int kStages = (kPb4Blocks + kPb4StageBlocks - 1) / kPb4StageBlocks;  // 68
   static_assert(kStages * kPb4StageBlocks * 2 <= kPb4ListHalves, "the last stage's empty slot reads a null list entry");
-  static_assert((kPb4QueryRows * kPb4Stride + 33 * kPb4XpStride + kPb4WgStages * kStageRows * kPb4Stride) * 2 ==
+  static_assert((kPb4QueryRows * kPb4Stride + 33 * kPb4XpStride + kPb4WgStages * kStageRows * kPb4Stride) * 2 +
+                        8 * kPb4WgStages ==
                     pb4_wg_query_smem(),
                 "the plan's shared-memory size");
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -40,35 +42,31 @@ __global__ void __launch_bounds__(kPb4Threads, 2)
   unit_coords(a.g, a.g.unit0 + unit_local, &b, &h, &s);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2;
   const int wrow = (warp >> 2) * 128 + (warp & 3) * 16;  // the warp's first row in slot 0; slot 1 adds 64
-  const __nv_bfloat16* su = state + unit_local * kPb4Rows * kPb4Cols;
+  const __nv_bfloat16* su = state + unit_local * kPb4StateRows * kPb4Cols;
 
-  // Chunk e = tid + 256 i (i < 3) of a stage: row (e & 7) + 8 ((e >> 3) / 5), column group
-  // (e >> 3) % 5 (8 lanes = 8 rows of one group: distinct banks); rows past the state are
-  // zero-filled.
-  constexpr int kChunks = (kStageRows * kCg + kPb4Threads - 1) / kPb4Threads;  // 3 (the last partly)
-  int chunk_row[kChunks], chunk_cg[kChunks];
-#pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int e = tid + i * kPb4Threads, rest = e >> 3;
-    chunk_cg[i] = rest % kCg;
-    chunk_row[i] = e < kStageRows * kCg ? (e & 7) | ((rest / kCg) << 3) : -1;
-  }
+  // Stage st: one bulk copy by thread 0 of the stage's image in the state (pb4_state_at; the
+  // key pass stored the last stage's eighth block, the list's null block, as zeros),
+  // completing on barrier st % kPb4WgStages. (Before: 2.5 16-byte cp.async per thread and
+  // stage, as the P = 3 query pass had before its bulk copies: perf-notes v8.)
+  const uint32_t ss_at = smem_u32(ss), bars = ss_at + kPb4WgStages * kStageRows * kPb4Stride * 2;
+  constexpr uint32_t kStageBytes = kStageRows * kPb4Cols * 2;
+  static_assert(kPb4Stride == kPb4Cols && kStages * kStageRows == kPb4StateRows, "stages are whole state images");
   auto stage_state = [&](int st) {
-    __nv_bfloat16* dst = ss + (st % kPb4WgStages) * kStageRows * kPb4Stride;
-    const int64_t row0 = static_cast<int64_t>(st) * kStageRows;
-#pragma unroll
-    for (int i = 0; i < kChunks; ++i) {
-      const int r = chunk_row[i];
-      if (r < 0) continue;
-      const bool valid = row0 + r < kPb4Rows;
-      const int64_t src = valid ? (row0 + r) * kPb4Cols + chunk_cg[i] * 8 : 0;
-      cp_async16(dst + core_offset<kCg>(r, chunk_cg[i]), su + src, valid);
-    }
+    const uint32_t bar = bars + 8 * (st % kPb4WgStages);
+    mbar_expect_tx(bar, kStageBytes);
+    bulk_copy_to_shared(ss_at + static_cast<uint32_t>(st % kPb4WgStages) * kStageBytes,
+                        su + static_cast<int64_t>(st) * kStageRows * kPb4Cols, kStageBytes, bar);
   };
-  stage_state(0);
-  cp_async_commit();
-  stage_state(1);
-  cp_async_commit();
+  if (tid == 0) {
+#pragma unroll
+    for (int i = 0; i < kPb4WgStages; ++i) mbar_init(bars + 8 * i, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+  if (tid == 0) {
+    stage_state(0);
+    stage_state(1);
+  }
   pb4_stage_queries<true>(a, unit_local, b, h, s, q0, qs, xp);  // while the first stages are in flight
 
   float acc[2][kPb4NT][4];
@@ -84,11 +82,11 @@ __global__ void __launch_bounds__(kPb4Threads, 2)
   uint32_t af[2][2][4];
 
   for (int st = 0; st < kStages; ++st) {
-    cp_async_wait<1>();  // stage st has landed (and, at st = 0, the Q tile's stores are before the barrier)
-    fence_proxy_async();
+    mbar_wait(bars + 8 * (st % kPb4WgStages), static_cast<uint32_t>(st / kPb4WgStages) & 1u);  // stage st landed
+    // At st = 0 the Q tile's stores are before the barrier; at every st all warps are past
+    // stage st - 1, so the wgmmas of stage st - 2 that read buffer (st + 2) % 4 have retired.
     __syncthreads();
-    if (st + 2 < kStages) stage_state(st + 2);
-    cp_async_commit();
+    if (tid == 0 && st + 2 < kStages) stage_state(st + 2);
     const __nv_bfloat16* sbuf = ss + (st % kPb4WgStages) * kStageRows * kPb4Stride;
 #pragma unroll
     for (int bi = 0; bi < kPb4StageBlocks; ++bi) {

@@ -5,8 +5,8 @@
 //   vx[unit][t][0..135]  = [bf16(v_t), 1, 0 x 7], all zero for masked keys
 // Masked keys' rows are zero in vx only: their features then meet zero values and a zero
 // "1" column, so they add nothing to S or z (even through the CONST row, which is 1 for
-// every key). One thread per 16-byte chunk of an output row, 8 tokens per block,
-// blockIdx.y = unit. vx = NULL: keys only (the key pass stages v from the input).
+// every key). One thread per 16-byte chunk of an output row (kPbPrepChunks, kPbPrepTokens),
+// blockIdx.y = unit. kValues = false: keys only (the key pass stages v from the input).
 #pragma once
 
 #include "cuda/kernels/passes_common.cuh"
@@ -14,16 +14,23 @@
 
 namespace ta::cuda {
 
-constexpr int kPbPrepChunks = kPbDim / 8 + kPbCols / 8;  // 16 + 17 chunks of 16 bytes per token
-constexpr int kPbPrepTokens = 8;                          // tokens per block: 264 threads
+// Threads per token: 16 key chunks, then the ones chunk of y, then (value rows only) the
+// value row's 16 + 1 chunks. Tokens per block: 8 with value rows (264 threads), 16 without
+// (272; a block of 8 tokens there left half of each block's threads idle).
+template <bool kValues>
+constexpr int kPbPrepChunks = kValues ? kPbDim / 8 + kPbCols / 8 : kPbDim / 8 + 1;
+template <bool kValues>
+constexpr int kPbPrepTokens = kValues ? 8 : 16;
 
-__global__ void __launch_bounds__(kPbPrepTokens * kPbPrepChunks) pb_prep_keys(PassArgs a, __nv_bfloat16* __restrict__ y,
-                                                                             __nv_bfloat16* __restrict__ vx) {
-  constexpr int kKChunks = kPbDim / 8;
+template <bool kValues>
+__global__ void __launch_bounds__(kPbPrepTokens<kValues> * kPbPrepChunks<kValues>)
+    pb_prep_keys(PassArgs a, __nv_bfloat16* __restrict__ y, __nv_bfloat16* __restrict__ vx) {
+  constexpr int kKChunks = kPbDim / 8, kChunks = kPbPrepChunks<kValues>;
+  static_assert(kPbKeyTile % kPbPrepTokens<kValues> == 0, "blocks cover whole key tiles");
   const Geometry& g = a.g;
   const int64_t unit_local = blockIdx.y;
-  const int64_t t = static_cast<int64_t>(blockIdx.x) * kPbPrepTokens + threadIdx.x / kPbPrepChunks;
-  const int chunk = static_cast<int>(threadIdx.x % kPbPrepChunks);
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * kPbPrepTokens<kValues> + threadIdx.x / kChunks;
+  const int chunk = static_cast<int>(threadIdx.x % kChunks);
   const int64_t y_rows = pb_key_tiles(g.Nk) * kPbKeyTile;
   if (t >= y_rows) return;
   __nv_bfloat16* yrow = y + (unit_local * y_rows + t) * kPbCols;
@@ -45,7 +52,7 @@ __global__ void __launch_bounds__(kPbPrepTokens * kPbPrepChunks) pb_prep_keys(Pa
     for (int i = 0; i < 8; ++i) x[i] *= f;
     dst = reinterpret_cast<uint4*>(yrow + c0);
   } else {
-    if (vx == nullptr) return;  // the key pass reads v itself (pb_direct_values)
+    if constexpr (!kValues) return;  // the key pass reads v itself (pb_direct_values)
     const int c0 = (chunk - kKChunks) * 8;
     if (key_attends(a, b, t)) {
       if (c0 < kPbValueDim) {
