@@ -551,8 +551,9 @@ ta_status run_batch_pb(PassArgs args, int64_t units, const BatchEnv& env) {
 
 // The P = 4 prefix x block passes for one batch of units (32-wide slices; one shape,
 // prefix_block4_plan.h). The key pass's time includes preparing its inputs. 17 key CTAs per
-// unit (32 blocks each, no key split: the state is accumulated in registers and stored once,
-// in bf16); the query pass one CTA per 256 queries of a unit. WG: the wgmma query pass and
+// unit (32 blocks each; 12 of 48 for the bulk-copy kernel; no key split: the state is
+// accumulated in registers and stored once, in bf16); the query pass one CTA per 256
+// queries of a unit. WG: the wgmma query pass (the state stored as its stage images) and
 // the key pass staged by bulk copies (its mma stay mma.sync: a wgmma version, m64n40k16 with
 // the same A fragments, measured 25.2 against 23.5 ms at N = 66048 on the H100:
 // docs/perf-notes.md, v7).
@@ -576,8 +577,8 @@ ta_status run_batch_pb4(PassArgs args, int64_t units, const BatchEnv& env) {
   if (bulk) {
     constexpr size_t kKeySmem = pb4_bulk_smem();
     if (ta_status s = allow_smem(pb4_key_pass_bulk, kKeySmem); s != TA_OK) return s;
-    pb4_key_pass_bulk<<<dim3(kPb4KeyCtas, un), kPb4Threads, kKeySmem, stream>>>(env.pb_y, env.pb_vx, env.pb_state,
-                                                                                g.Nk, WG);
+    pb4_key_pass_bulk<<<dim3(kPb4BulkCtas, un), kPb4BulkWarps * 32, kKeySmem, stream>>>(env.pb_y, env.pb_vx,
+                                                                                        env.pb_state, g.Nk, WG);
   } else {
     constexpr size_t kKeySmem = pb4_key_smem();
     if (ta_status s = allow_smem(pb4_key_pass, kKeySmem); s != TA_OK) return s;

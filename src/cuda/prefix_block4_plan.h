@@ -25,8 +25,9 @@
 //
 // so every half runs the same code (a prefix of exact 1.0 for DEG1/DEG2/CONST). 1,085 real
 // halves + 1 null = 543 blocks = 8,688 state rows for 6,545 features (1.33x padding; 16-row
-// blocks of one prefix would need 1.75x). The key pass's 17 CTAs of 32 blocks add one null
-// block (never stored). The state S_pad [8688][40] is bf16 with the weights folded in:
+// blocks of one prefix would need 1.75x). The key passes' CTAs (17 of 32 blocks, or 12 of
+// 48) add null blocks; only the first, block 543, has state rows (zero, on the wgmma path:
+// kPb4StateRows). The state S_pad [8688 (8704)][40] is bf16 with the weights folded in:
 // columns 0..31 = sum_j w phi(y_j) v_j, 32 = z_hi = bf16(z), 33 = z_lo = bf16(z - z_hi),
 // 34..39 = 0 (as the P = 3 path's columns 128 / 129).
 //
@@ -56,8 +57,17 @@ inline constexpr int kPb4Features = 6545;                          // C(35, 3): 
 inline constexpr int kPb4KeyWarpBlocks = 4;                        // key pass: blocks per warp (80 fp32 accumulators)
 inline constexpr int kPb4KeyBlocksPerCta = 8 * kPb4KeyWarpBlocks;  // 8 warps
 inline constexpr int kPb4KeyCtas = (kPb4Blocks + kPb4KeyBlocksPerCta - 1) / kPb4KeyBlocksPerCta;  // 17 per unit
-inline constexpr int kPb4ListHalves = 2 * kPb4KeyCtas * kPb4KeyBlocksPerCta;  // 1,088: null halves at the end
-static_assert(kPb4Blocks == 543 && kPb4KeyCtas == 17 && kPb4ListHalves == 1088, "the design's counts");
+// The key pass staged by bulk copies (kernels/pb4_key_pass_bulk.cuh, the wgmma path) runs 12
+// warps of the same 4 blocks each: 12 CTAs per unit.
+inline constexpr int kPb4BulkWarps = 12;
+inline constexpr int kPb4BulkBlocksPerCta = kPb4BulkWarps * kPb4KeyWarpBlocks;
+inline constexpr int kPb4BulkCtas = (kPb4Blocks + kPb4BulkBlocksPerCta - 1) / kPb4BulkBlocksPerCta;  // 12 per unit
+// Null halves at the end, up to the larger of the two CTA grids (12 x 48 blocks).
+inline constexpr int kPb4ListHalves = 2 * (kPb4KeyCtas * kPb4KeyBlocksPerCta > kPb4BulkCtas * kPb4BulkBlocksPerCta
+                                               ? kPb4KeyCtas * kPb4KeyBlocksPerCta
+                                               : kPb4BulkCtas * kPb4BulkBlocksPerCta);
+static_assert(kPb4Blocks == 543 && kPb4KeyCtas == 17 && kPb4BulkCtas == 12 && kPb4ListHalves == 1152,
+              "the design's counts");
 
 // A half descriptor: kind << 24 | col_a << 16 | col_b << 8 | cb; 32 is the ones column
 // (DEG2 = (32, b), DEG1 / CONST / NULL = (32, 32)). The prefix pair (col_a, col_b) is bits
@@ -238,8 +248,9 @@ TA_HD constexpr int64_t pb4_key_tiles(int64_t Nk) { return (Nk + kPb4KeyTile - 1
 // state by one bulk copy per stage (kernels/pb4_wg_query_pass.cuh).
 inline constexpr int kPb4StateRows =
     (kPb4Blocks + kPb4StageBlocks - 1) / kPb4StageBlocks * kPb4StageBlocks * 16;
-static_assert(kPb4StateRows == 8704 && kPb4StateRows / 16 <= kPb4KeyCtas * kPb4KeyBlocksPerCta,
-              "the key pass stores every block of the last stage");
+static_assert(kPb4StateRows == 8704 && kPb4StateRows / 16 <= kPb4KeyCtas * kPb4KeyBlocksPerCta &&
+                  kPb4StateRows / 16 <= kPb4BulkCtas * kPb4BulkBlocksPerCta,
+              "the key passes store every block of the last stage");
 TA_HD constexpr int64_t pb4_state_bytes() { return int64_t{kPb4StateRows} * kPb4Cols * 2; }
 TA_HD constexpr int64_t pb4_key_bytes(int64_t Nk) { return pb4_key_tiles(Nk) * kPb4TileElems * 2; }
 TA_HD constexpr int64_t pb4_value_bytes(int64_t Nk) { return pb4_key_tiles(Nk) * kPb4KeyTile * kPb4Cols * 2; }

@@ -1,6 +1,7 @@
 // P = 4 prefix x block key pass: S_pad[r, :] = w_r sum_j phi_r(y_j) [v_j, 1, 0...] for one
-// unit's 32 blocks per CTA (grid: 17 x units; the list's 544th block is null and never
-// stored). Half-block design and the list: cuda/prefix_block4_plan.h.
+// unit's 32 blocks per CTA (grid: 17 x units; the list's 544th block is null: stored as
+// zeros in the wgmma path's image layout, not at all otherwise). Half-block design and the
+// list: cuda/prefix_block4_plan.h.
 //
 // CTA = 8 warps; warp w owns blocks 4w .. 4w + 3 of the CTA's 32 (accumulators 4 x 5 n-tiles
 // x 4 fp32 = 80). One CTA per SM (__launch_bounds__(256, 1); 172 registers on sm_90): at
@@ -62,13 +63,13 @@ static_assert(kPb4StageElems * 2 == pb4_key_stage_bytes(), "the plan's shared-me
 
 // The constant rows of `stages` ring stages, which no copy writes: yT rows 32..39 = [1, 0 x 7]
 // per token (the ones column of the DEG1 / DEG2 prefixes and the CONST half), yP row 32 = 1.0.
-__device__ __forceinline__ void pb4_key_constants(__nv_bfloat16* ring, int stages, int tid) {
-  for (int e = tid; e < stages * 8 * kPb4YtStride; e += kPb4Threads) {
+__device__ __forceinline__ void pb4_key_constants(__nv_bfloat16* ring, int stages, int tid, int threads) {
+  for (int e = tid; e < stages * 8 * kPb4YtStride; e += threads) {
     const int s = e / (8 * kPb4YtStride), rem = e % (8 * kPb4YtStride);
     ring[s * kPb4StageElems + (kPb4OnesCol + rem / kPb4YtStride) * kPb4YtStride + rem % kPb4YtStride] =
         __float2bfloat16_rn(rem < kPb4YtStride ? 1.0f : 0.0f);
   }
-  for (int e = tid; e < stages * kPb4KeyTile; e += kPb4Threads) {
+  for (int e = tid; e < stages * kPb4KeyTile; e += threads) {
     ring[(e / kPb4KeyTile) * kPb4StageElems + kPb4StageYp + kPb4OnesCol * kPb4KeyTile + e % kPb4KeyTile] =
         __float2bfloat16_rn(1.0f);
   }
@@ -137,7 +138,7 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
 
   const int blk0 = static_cast<int>(blockIdx.x) * kPb4KeyBlocksPerCta + warp * kPb4KeyWarpBlocks;
   const Pb4KeyWarp w = pb4_key_warp(blk0, lane);
-  pb4_key_constants(smem, kStages, tid);
+  pb4_key_constants(smem, kStages, tid, kPb4Threads);
 
   // One tile: yT rows (144 bytes, the pad included) and yP (4 KB) are one contiguous run in
   // the workspace and the stage up to yT row 32, then yP; V (5 KB) is contiguous in both.

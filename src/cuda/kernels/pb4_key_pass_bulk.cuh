@@ -15,6 +15,9 @@
 // - the constant rows (yT rows 32..39, yP row 32) are written once per stage at the start.
 // Thread 0 waits for the empty barrier of the tile kPb4BulkStages back before refilling it:
 // with 2 tiles of slack, only a warp more than ~2 tiles behind warp 0 holds it up.
+// 12 warps of 4 blocks per CTA (pb4_key_pass: 8): 3 warps per scheduler to hide the mma and
+// ldmatrix latencies (the kernel needs 162 registers, within the 168 of 384 threads), and 12
+// CTAs per unit instead of 17 each reading every tile from L2.
 #pragma once
 
 #include "cuda/kernels/pb4_key_pass.cuh"
@@ -22,11 +25,11 @@
 
 namespace ta::cuda {
 
-__global__ void __launch_bounds__(kPb4Threads, 1)
+__global__ void __launch_bounds__(kPb4BulkWarps * 32, 1)
     pb4_key_pass_bulk(const __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ vx,
                       __nv_bfloat16* __restrict__ state, int64_t n_tokens, int image) {
 #if TA_WGMMA_DEVICE
-  constexpr int kS = kPb4BulkStages, kAhead = kPb4BulkAhead;
+  constexpr int kS = kPb4BulkStages, kAhead = kPb4BulkAhead, kThreads = kPb4BulkWarps * 32;
   static_assert(kAhead >= 1 && kAhead <= kS - 1, "a stage is refilled only after every thread released it");
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __nv_bfloat16* smem = reinterpret_cast<__nv_bfloat16*>(smem_raw);
@@ -41,11 +44,11 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
   if (tid == 0) {
     for (int i = 0; i < kS; ++i) {
       mbar_init(full + 8 * i, 1);            // thread 0's expect_tx, then the bytes
-      mbar_init(empty + 8 * i, kPb4Threads);  // every thread
+      mbar_init(empty + 8 * i, kThreads);  // every thread
     }
     mbar_init_fence();
   }
-  pb4_key_constants(smem, kS, tid);
+  pb4_key_constants(smem, kS, tid, kThreads);
   __syncthreads();
 
   constexpr uint32_t kYtBytes = kPb4YtElems * 2, kYpBytes = kPb4Dim * kPb4KeyTile * 2;
@@ -67,7 +70,7 @@ __global__ void __launch_bounds__(kPb4Threads, 1)
     for (int64_t t = 0; t < kAhead && t < n_tiles; ++t) fill(t);
   }
 
-  const int blk0 = static_cast<int>(blockIdx.x) * kPb4KeyBlocksPerCta + warp * kPb4KeyWarpBlocks;
+  const int blk0 = static_cast<int>(blockIdx.x) * kPb4BulkBlocksPerCta + warp * kPb4KeyWarpBlocks;
   const Pb4KeyWarp w = pb4_key_warp(blk0, lane);
   float acc[kPb4KeyWarpBlocks][kPb4NT][4];
 #pragma unroll
