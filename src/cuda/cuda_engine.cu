@@ -175,10 +175,13 @@ Strided strided(const ta_tensor& t) {
   return Strided{t.data, t.strides[0], t.strides[1], t.strides[2], t.strides[3], static_cast<int>(t.dtype)};
 }
 
+// Elements of a dtype in one 16-byte vector.
+int64_t elems_per_vector(int dtype) { return dtype == TA_DTYPE_F32 ? 4 : 8; }
+
 // 16-byte vector loads of `width`-element slices: contiguous last dim, every row start
 // a multiple of the vector, aligned base pointer.
 int vector_loads_ok(const ta_tensor& t, int64_t width) {
-  const int64_t per = t.dtype == TA_DTYPE_F32 ? 4 : 8;
+  const int64_t per = elems_per_vector(t.dtype);
   const bool aligned = reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
   return aligned && t.strides[3] == 1 && width % per == 0 && t.strides[0] % per == 0 && t.strides[1] % per == 0 &&
          t.strides[2] % per == 0;
@@ -189,7 +192,7 @@ int vector_loads_ok(const ta_tensor& t, int64_t width) {
 // else the scalar kernel (a warp per token).
 void launch_token_factors(const Geometry& g, const Strided& x, int64_t tokens, int32_t units, float mul,
                           int normalize, float eps, int vec, float* out, cudaStream_t stream) {
-  const int64_t lanes = vec ? g.ds / (x.dtype == TA_DTYPE_F32 ? 4 : 8) : 0;
+  const int64_t lanes = vec ? g.ds / elems_per_vector(x.dtype) : 0;
   const auto blocks = [&](int64_t per_token) { return static_cast<unsigned>((tokens * units * per_token + 255) / 256); };
   switch (normalize ? lanes : 0) {
     case 1: token_factors_vec<1><<<blocks(1), 256, 0, stream>>>(g, x, tokens, units, mul, eps, out); return;
