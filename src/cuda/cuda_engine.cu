@@ -41,6 +41,7 @@
 #include "cuda/kernels/probe.cuh"
 #include "cuda/kernels/quality.cuh"
 #include "cuda/kernels/query_pass.cuh"
+#include "cuda/kernels/window_grid_wg.cuh"
 #include "cuda/kernels/window_mma.cuh"
 #include "cuda/kernels/window_simt.cuh"
 #include "cuda/limits.h"
@@ -63,6 +64,8 @@ std::atomic<bool> g_window_wgmma{true};
 thread_local WindowKernel t_last_window = WindowKernel::kNone;
 std::atomic<bool> g_window_tma{true};
 thread_local bool t_last_window_tma = false;
+std::atomic<bool> g_window_grid{true};
+thread_local bool t_last_window_grid = false;
 
 constexpr int64_t kAlign = 256;
 constexpr int kWarps = 8;    // warps per block in the tensor-core passes
@@ -249,15 +252,23 @@ struct Timers {
   float key_ms = 0, probe_ms = 0, query_ms = 0, window_ms = 0;
 };
 
-// A tensor map over a caller's 16-bit [B, H, N, width] tensor t for TMA staging: boxes of
-// box_cols columns x box_rows tokens in the 128-byte swizzle (box_cols = 64: 128-byte rows).
-// The token, head and batch dims follow the columns in order of their strides (the driver
-// wants each dim's stride to cover the ones before it; ComfyUI's Flux v is a [B, N, H, D]
-// buffer viewed as [B, H, N, D]), and `order` tells the kernels where each went
-// (tma_token_coords). Size-1 dims get a stride that covers the dims before them. false: no
-// map (driver entry point or encoding refused); the callers' cp.async kernels run then.
-bool make_token_map(const ta_tensor& t, int64_t B, int64_t H, int64_t N, int64_t width, int box_cols, int box_rows,
-                    CUtensorMap* map, uint32_t* order) {
+// One dim of a tensor map after the columns: its size, byte stride, box extent, and which
+// coordinate it is (the kernels' order codes: tma_token_coords, grid_map_coords).
+struct MapDim {
+  int64_t size, stride;
+  uint32_t box;
+  int which;
+};
+
+// Encodes a map over 16-bit data at `data` (16-byte aligned): `width` columns, then the dims
+// in order of their strides (the driver wants each dim's stride to cover the ones before it;
+// ComfyUI's Flux v is a [B, N, H, D] buffer viewed as [B, H, N, D]), boxes of box_cols
+// columns in the 128-byte swizzle (box_cols = 64: 128-byte rows), out-of-range elements as
+// zeros. Size-1 dims read as one index get a stride that covers the dims before them (a
+// grid's x and y keep theirs, so its boxes stay row-major in shared memory). *order: 2 bits per
+// dim's `which`, its position after the columns. false: no map (driver entry point or
+// encoding refused); the callers' cp.async kernels run then.
+bool encode_map(const void* data, int64_t width, int box_cols, MapDim* d, int n, CUtensorMap* map, uint32_t* order) {
   using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
                               const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
                               CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
@@ -272,30 +283,51 @@ bool make_token_map(const ta_tensor& t, int64_t B, int64_t H, int64_t N, int64_t
     }
     return reinterpret_cast<Encode>(fn);
   }();
-  if (encode == nullptr || t.data == nullptr) return false;
-  struct Dim {
-    int64_t size, stride;  // stride in bytes
-    int which;             // 0 tokens, 1 heads, 2 batch
-  };
-  Dim d[3] = {{N, t.strides[2] * 2, 0}, {H, t.strides[1] * 2, 1}, {B, t.strides[0] * 2, 2}};
-  std::stable_sort(d, d + 3, [](const Dim& x, const Dim& y) {
-    return (x.size == 1 ? INT64_MAX : x.stride) < (y.size == 1 ? INT64_MAX : y.stride);
+  if (encode == nullptr || data == nullptr || reinterpret_cast<uintptr_t>(data) % 16 != 0 || n > 4) return false;
+  // A size-1 dim read as a single index (box 1) goes last with a stride covering the others.
+  auto lone = [](const MapDim& x) { return x.size == 1 && x.box == 1; };
+  std::stable_sort(d, d + n, [&](const MapDim& x, const MapDim& y) {
+    return (lone(x) ? INT64_MAX : x.stride) < (lone(y) ? INT64_MAX : y.stride);
   });
-  cuuint64_t dims[4] = {static_cast<cuuint64_t>(width), 0, 0, 0}, strides[3] = {};
-  cuuint32_t box[4] = {static_cast<cuuint32_t>(box_cols), 1, 1, 1};
-  const cuuint32_t elem[4] = {1, 1, 1, 1};
+  cuuint64_t dims[5] = {static_cast<cuuint64_t>(width), 0, 0, 0, 0}, strides[4] = {};
+  cuuint32_t box[5] = {static_cast<cuuint32_t>(box_cols), 1, 1, 1, 1};
+  const cuuint32_t elem[5] = {1, 1, 1, 1, 1};
   int64_t covered = width * 2;
   *order = 0;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < n; ++i) {
     dims[i + 1] = static_cast<cuuint64_t>(d[i].size);
-    strides[i] = static_cast<cuuint64_t>(d[i].size == 1 ? covered : d[i].stride);
+    strides[i] = static_cast<cuuint64_t>(lone(d[i]) ? covered : d[i].stride);
     covered = static_cast<int64_t>(strides[i]) * d[i].size;
-    box[i + 1] = d[i].which == 0 ? static_cast<cuuint32_t>(box_rows) : 1;
+    box[i + 1] = d[i].box;
     *order |= static_cast<uint32_t>(i) << (2 * d[i].which);
   }
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4, t.data, dims, strides, box, elem,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, static_cast<cuuint32_t>(n + 1), const_cast<void*>(data), dims,
+                strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// A tensor map over a caller's 16-bit [B, H, N, width] tensor t for TMA staging: boxes of
+// box_cols columns x box_rows tokens (encode_map; coordinates by tma_token_coords).
+bool make_token_map(const ta_tensor& t, int64_t B, int64_t H, int64_t N, int64_t width, int box_cols, int box_rows,
+                    CUtensorMap* map, uint32_t* order) {
+  MapDim d[3] = {{N, t.strides[2] * 2, static_cast<uint32_t>(box_rows), 0},
+                 {H, t.strides[1] * 2, 1, 1},
+                 {B, t.strides[0] * 2, 1, 2}};
+  return encode_map(t.data, width, box_cols, d, 3, map, order);
+}
+
+// A tensor map over one image grid of t (gh rows x gw columns of tokens from token `start`):
+// columns, then the grid's x and y, the head and the batch, boxes of box_cols columns x box_x
+// x box_y tokens, tokens outside the grid arriving as zeros (coordinates by grid_map_coords).
+bool make_grid_map(const ta_tensor& t, int64_t B, int64_t H, int64_t start, int64_t gh, int64_t gw, int64_t width,
+                   int box_cols, int box_x, int box_y, CUtensorMap* map, uint32_t* order) {
+  if (t.data == nullptr) return false;
+  MapDim d[4] = {{gw, t.strides[2] * 2, static_cast<uint32_t>(box_x), 0},
+                 {gh, t.strides[2] * gw * 2, static_cast<uint32_t>(box_y), 1},
+                 {H, t.strides[1] * 2, 1, 2},
+                 {B, t.strides[0] * 2, 1, 3}};
+  const auto* origin = static_cast<const uint16_t*>(t.data) + start * t.strides[2];
+  return encode_map(origin, width, box_cols, d, 4, map, order);
 }
 
 // ---- the local-exact hybrid's kernels: launchers and their selection ----
@@ -307,6 +339,7 @@ struct WindowLaunch {
   WindowFn fn;
   WindowArgs args;  // device pointers filled in
   WindowMaps maps;  // the wgmma kernel's TMA staging (window_maps)
+  WindowGridMaps grid;  // the 2-D kernel's maps (window_grid_maps)
   int64_t tiles;
 };
 
@@ -354,7 +387,7 @@ ta_status finish_batch(const PassArgs& args, int64_t units, const BatchEnv& env)
   cudaEvent_t* ev = env.ev;
   TA_CUDA_TRY(cudaEventRecord(ev[3], env.stream), "cudaEventRecord");
   if (!*env.probe_failed && env.win != nullptr) {
-    if (ta_status s = env.win->fn(args, env.win->args, env.win->maps, units, env.win->tiles, env.stream); s != TA_OK) {
+    if (ta_status s = env.win->fn(args, env.win->args, env.win->maps, env.win->grid, units, env.win->tiles, env.stream); s != TA_OK) {
       return s;
     }
   }
@@ -792,6 +825,8 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
     win.tiles = static_cast<int64_t>(tiles.size());
     win.maps = window_maps(p, args, t_last_window, g_window_tma.load());
     t_last_window_tma = win.maps.on != 0;
+    win.grid = window_grid_maps(p, args, win.args, win.maps, g_window_grid.load());
+    t_last_window_grid = win.grid.on != 0;
     args.wden = reinterpret_cast<float*>(ws + l.wden);
     args.probe_den = reinterpret_cast<float*>(ws + l.probe_den);
   }
@@ -941,6 +976,12 @@ void set_window_tma_for_testing(bool allowed) { g_window_tma.store(allowed); }
 
 bool last_window_tma() { return t_last_window_tma; }
 
+void set_window_grid_kernel_for_testing(bool allowed) { g_window_grid.store(allowed); }
+
+void set_window_grid_ctas_for_testing(int ctas) { g_window_grid_ctas.store(ctas); }
+
+bool last_window_grid_kernel() { return t_last_window_grid; }
+
 bool device_has_wgmma(int device) {
 #if defined(TA_HAVE_SM90A)
   int major = 0, minor = 0;
@@ -986,6 +1027,7 @@ ta_status run(const Problem& p, const ta_config& c, const KeyMask& mask, void* w
   t_last_key_tma = false;
   t_last_window = WindowKernel::kNone;
   t_last_window_tma = false;
+  t_last_window_grid = false;
   MemoryPlan plan;
   if (!plan_for(p, c, kernels, &plan, nullptr)) return fail(TA_ERR_INTERNAL, "CUDA call could not be planned");
   void* owned = nullptr;

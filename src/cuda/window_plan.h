@@ -270,6 +270,56 @@ TA_HD inline bool window_exact(const StageKeys& k, int32_t lc0, int l, int i, in
   return d >= 0 && d <= 2 * radius;
 }
 
+// ---- the 2-D grid kernel (window_grid_wg.cuh, sm_90a) -----------------------------------
+// For radius 1..kGridMaxRadius a CTA tile is kGridTileRows x kGridTileCols queries of one grid:
+// warpgroup 0 takes the top 8 x 8 queries, warpgroup 1 the bottom 8 x 8 (64 queries each, one
+// wgmma M). Its window keys are the patch of key rows y0 - r .. y0 + 15 + r and key columns
+// x0 - r .. x0 - r + 15 (kGridPatchCols covers the 8 + 2r columns a query row reaches),
+// staged kGridStageRows key rows (64 keys) at a time; its text keys 64 at a time. Warpgroup 0
+// reaches patch rows [0, 8 + 2r), warpgroup 1 [8, 16 + 2r): the middle stages serve both.
+// Square 8 x 8 query blocks compute 256 window scores per query for the 81 exact ones at r = 4
+// (the mma.sync kernel: 216 for 81, but on 24-key slivers with per-warp bookkeeping).
+inline constexpr int kGridWgRows = 8;
+inline constexpr int kGridTileRows = 2 * kGridWgRows, kGridTileCols = 8;
+inline constexpr int kGridStageRows = 4, kGridPatchCols = 16;
+inline constexpr int kGridStageKeys = kGridStageRows * kGridPatchCols;
+inline constexpr int kGridMaxRadius = (kGridPatchCols - kGridTileCols) / 2;
+// The first patch stage warpgroup 1 reaches (its rows start 8 below warpgroup 0's).
+inline constexpr int kGridWg1First = kGridWgRows / kGridStageRows;
+static_assert(kGridStageKeys == 64 && kGridWgRows % kGridStageRows == 0, "64-key stages, aligned to the warpgroups");
+
+// Window stages of a tile (patch rows 16 + 2r, kGridStageRows per stage).
+TA_HD inline int grid_window_stages(int64_t r) {
+  return static_cast<int>((kGridTileRows + 2 * r + kGridStageRows - 1) / kGridStageRows);
+}
+// Patch stages warpgroup 0 reaches: [0, grid_wg0_stages); warpgroup 1: [kGridWg1First, grid_window_stages).
+TA_HD inline int grid_wg0_stages(int64_t r) {
+  return static_cast<int>((kGridWgRows + 2 * r + kGridStageRows - 1) / kGridStageRows);
+}
+TA_HD inline bool grid_stage_used(int64_t r, int wg, int patch_stage) {
+  return wg == 0 ? patch_stage < grid_wg0_stages(r) : patch_stage >= kGridWg1First;
+}
+// The order a tile's window stages are staged in: i -> patch stage. The stages both
+// warpgroups reach first, then the others alternating between the warpgroups (0, w0, 1,
+// w0 + 1 with w0 = grid_wg0_stages: for r = 1..4 each warpgroup has two of its own), so
+// neither waits long for a stage only the other one uses.
+TA_HD inline int grid_stage_at(int64_t r, int i) {
+  const int w0 = grid_wg0_stages(r), shared = w0 - kGridWg1First;
+  if (i < shared) return kGridWg1First + i;
+  const int j = i - shared;
+  return (j & 1) ? w0 + (j >> 1) : (j >> 1);
+}
+// Whether key (patch row pr, patch column pc) is in the window of the tile's query at local
+// row qr (0..15), column qc (0..7): within r rows and r columns of it.
+TA_HD inline bool grid_patch_exact(int64_t r, int pr, int pc, int qr, int qc) {
+  return static_cast<unsigned>(pr - qr) <= static_cast<unsigned>(2 * r) &&
+         static_cast<unsigned>(pc - qc) <= static_cast<unsigned>(2 * r);
+}
+TA_HD inline int64_t grid_tiles_x(int64_t W) { return (W + kGridTileCols - 1) / kGridTileCols; }
+TA_HD inline int64_t grid_tiles_y(int64_t H) { return (H + kGridTileRows - 1) / kGridTileRows; }
+// Whether the 2-D kernel covers the grid queries of a call with this (clamped) radius.
+TA_HD inline bool grid_kernel_radius_ok(int64_t r) { return r >= 1 && r <= kGridMaxRadius; }
+
 // ---- host side ----------------------------------------------------------------------
 
 inline WindowArgs window_args(const Window& win, int32_t P) {
@@ -381,6 +431,17 @@ inline int32_t window_text_splits(const WindowArgs& a, int64_t units, int64_t Nk
   return static_cast<int32_t>(std::clamp<int64_t>(want, 1, most));
 }
 
+// Key ranges per text tile when the text tiles run alone (the 2-D kernel takes the grid
+// queries in a launch of its own): about three blocks per SM, with at least
+// kWindowMinSplitKeys keys per range and at most kWindowMaxSplits ranges.
+inline int32_t window_text_only_splits(const WindowArgs& a, int64_t units, int64_t Nk, int sms) {
+  if (!a.text_queries || a.text <= 0 || units <= 0 || Nk <= 0) return 1;
+  const int64_t tiles = units * window_text_tile_count(a);
+  const int64_t want = (3 * int64_t{std::max(sms, 1)} + tiles - 1) / tiles;
+  const int64_t most = std::min<int64_t>(kWindowMaxSplits, std::max<int64_t>(1, Nk / kWindowMinSplitKeys));
+  return static_cast<int32_t>(std::clamp<int64_t>(want, 1, most));
+}
+
 inline int64_t window_partial_floats_for(const WindowArgs& a, int64_t units, int32_t splits, int64_t dvs) {
   return splits > 1 ? units * a.text * splits * (dvs + 2) : 0;
 }
@@ -398,7 +459,7 @@ inline constexpr int kWindowSizingSms = 132;
 
 // Workspace bytes for the text-row partials of batches of up to `units_per_batch` units
 // (0 when no launch would split): the largest need over the batch sizes the launcher may
-// see, with the same choice of splits.
+// see, with either choice of splits (text tiles with the grid tiles or alone).
 inline int64_t window_partial_bytes(const Window& win, int64_t units_per_batch, int64_t dvs, int64_t Nk,
                                     int sms = kWindowSizingSms) {
   if (!win.active || !win.text_queries || win.text() <= 0) return 0;
@@ -406,7 +467,8 @@ inline int64_t window_partial_bytes(const Window& win, int64_t units_per_batch, 
   const int64_t grid_cost = window_grid_cost(a);
   int64_t most = 0;
   for (int64_t u = 1; u <= units_per_batch; ++u) {
-    most = std::max(most, window_partial_floats_for(a, u, window_text_splits(a, u, Nk, sms, grid_cost), dvs));
+    const int32_t splits = std::max(window_text_splits(a, u, Nk, sms, grid_cost), window_text_only_splits(a, u, Nk, sms));
+    most = std::max(most, window_partial_floats_for(a, u, splits, dvs));
   }
   return most * 4;
 }
@@ -481,5 +543,13 @@ WindowKernel last_window_kernel();
 void set_window_tma_for_testing(bool allowed);
 // Whether the calling thread's last CUDA run's window kernel staged by the TMA.
 bool last_window_tma();
+// Lets the TMA-staged wgmma kernel leave the grid queries to the 2-D kernel
+// (window_grid_wg.cuh) where it applies (the default), or not. Process-wide.
+void set_window_grid_kernel_for_testing(bool allowed);
+// Caps the 2-D kernel's persistent CTAs (0: one per SM, the default), so small tests walk
+// several tiles per CTA and wrap its stage ring. Process-wide.
+void set_window_grid_ctas_for_testing(int ctas);
+// Whether the calling thread's last CUDA run left its grid queries to the 2-D kernel.
+bool last_window_grid_kernel();
 
 }  // namespace ta::cuda

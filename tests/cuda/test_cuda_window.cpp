@@ -41,6 +41,7 @@ struct Spec {
   bool text_keys = true, text_queries = true;
   int G = 1;
   bool normalize = false, mask = false, strided = false;
+  bool permuted = false;  // [B, N, H, D] buffers viewed as [B, H, N, D] (ComfyUI's Flux layout, aligned rows)
   int64_t d = 64, dv = 64;
   int P = 3;
   int64_t B = 2, H = 2;
@@ -52,7 +53,7 @@ std::string spec_name(const Spec& s) {
          (s.text_queries ? "_tq" : "") + "_B" + std::to_string(s.B) + "_H" + std::to_string(s.H) + "_d" +
          std::to_string(s.d) + "_dv" + std::to_string(s.dv) + "_P" + std::to_string(s.P) + "_G" +
          std::to_string(s.G) + (s.normalize ? "_norm" : "") + (s.mask ? "_mask" : "") +
-         (s.strided ? "_strided" : "");
+         (s.strided ? "_strided" : "") + (s.permuted ? "_bnhd" : "");
 }
 
 // Which kernels run: the input dtype, and force_fp32. The plain passes use tensor cores
@@ -116,10 +117,11 @@ struct Call {
 };
 
 // [B,H,N,D] tensors; strided ones are views of a [B,N,H,D+3] buffer (ComfyUI's layout
-// with padded rows: no 16-byte vector loads, so the kernels' scalar staging runs).
-TestTensor make_tensor(ta_dtype dt, int64_t B, int64_t H, int64_t N, int64_t D, bool strided) {
-  if (!strided) return TestTensor(dt, {B, H, N, D});
-  const int64_t row = D + 3;
+// with padded rows: no 16-byte vector loads, so the kernels' scalar staging runs), permuted
+// ones views of a [B,N,H,D] buffer (aligned rows, heads innermost).
+TestTensor make_tensor(ta_dtype dt, int64_t B, int64_t H, int64_t N, int64_t D, bool strided, bool permuted = false) {
+  if (!strided && !permuted) return TestTensor(dt, {B, H, N, D});
+  const int64_t row = strided ? D + 3 : D;
   return TestTensor(dt, {B, H, N, D}, {N * H * row, row, H * row, 1});
 }
 
@@ -129,11 +131,11 @@ std::unique_ptr<Call> make_call(const Spec& s, const Path& path, uint64_t seed, 
   c->dtype = path.dtype;
   c->mma_sync = path.mma_sync;
   const int64_t N = s.layout.tokens();
-  c->q = make_tensor(path.dtype, s.B, s.H, N, s.d, s.strided);
-  c->k = make_tensor(path.dtype, s.B, s.H, N, s.d, s.strided);
-  c->v = make_tensor(path.dtype, s.B, s.H, N, s.dv, s.strided);
-  c->out_cpu = make_tensor(path.dtype, s.B, s.H, N, s.dv, s.strided);
-  c->out_gpu = make_tensor(path.dtype, s.B, s.H, N, s.dv, s.strided);
+  c->q = make_tensor(path.dtype, s.B, s.H, N, s.d, s.strided, s.permuted);
+  c->k = make_tensor(path.dtype, s.B, s.H, N, s.d, s.strided, s.permuted);
+  c->v = make_tensor(path.dtype, s.B, s.H, N, s.dv, s.strided, s.permuted);
+  c->out_cpu = make_tensor(path.dtype, s.B, s.H, N, s.dv, s.strided, s.permuted);
+  c->out_gpu = make_tensor(path.dtype, s.B, s.H, N, s.dv, s.strided, s.permuted);
   tatest::Rng rng(seed);
   c->q.fill_normal(rng, qk_std);
   c->k.fill_normal(rng, qk_std);
@@ -165,6 +167,7 @@ std::unique_ptr<Call> make_call(const Spec& s, const Path& path, uint64_t seed, 
   cfg.window_radius = s.radius;
   cfg.window_text_keys = s.text_keys;
   cfg.window_text_queries = s.text_queries;
+  cfg.max_head_dim = static_cast<int32_t>(std::max<int64_t>(128, std::max(s.d, s.dv)));
   return c;
 }
 
@@ -180,6 +183,19 @@ ta::cuda::WindowKernel expected_window_kernel(const Spec& s, const Path& p) {
   if (simt(p) || dim > 128) return ta::cuda::WindowKernel::kSimt;
   if (!p.mma_sync && dim > 32 && ta::cuda::device_has_wgmma(0)) return ta::cuda::WindowKernel::kMmaWg;
   return ta::cuda::WindowKernel::kMma;
+}
+
+// Whether the wgmma kernel should leave the call's grid queries to the 2-D kernel: TMA
+// staging (unmasked, aligned rows, slices of exactly 64 or 128 columns for q, k and v) and a
+// radius of 1..4 after clamping to the largest grid extent.
+bool expected_grid_kernel(const Spec& s, const Path& p) {
+  if (expected_window_kernel(s, p) != ta::cuda::WindowKernel::kMmaWg || s.mask || s.strided) return false;
+  const int64_t ds = s.d / s.G, dvs = s.dv / s.G;
+  if (ds != dvs || (ds != 64 && ds != 128) || s.layout.grids.empty()) return false;
+  int64_t extent = 1;
+  for (auto [gh, gw] : s.layout.grids) extent = std::max({extent, gh, gw});
+  const int64_t r = std::min<int64_t>(s.radius, extent);
+  return r >= 1 && r <= ta::cuda::kGridMaxRadius;
 }
 
 // Runs the call on the GPU (output canaries checked after the download), with the window
@@ -273,6 +289,7 @@ TEST_P(CudaWindow, MatchesCpuEngineAndReference) {
   auto call = make_call(spec, path, 4100 + static_cast<uint64_t>(spec.layout.tokens() * 7 + spec.radius + spec.d));
   const Outcome g = run_gpu(*call, call->cfg);
   EXPECT_EQ(ta::cuda::last_window_kernel(), expected_window_kernel(spec, path));
+  EXPECT_EQ(ta::cuda::last_window_grid_kernel(), expected_grid_kernel(spec, path));
   const Outcome c = run_cpu(*call, call->cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
@@ -368,6 +385,17 @@ std::vector<Spec> layout_specs() {
   s.dv = 128;
   s.B = 1;
   v.push_back(s);
+  s = spec({64, {{17, 9}}}, 4, true, true);
+  s.d = s.dv = 128;  // ComfyUI's [B, N, H, D] buffers; 16 x 8 tiles cut at the grid's bottom and right
+  s.permuted = true;
+  s.B = 1;
+  s.H = 3;
+  v.push_back(s);
+  s = spec({65, {{20, 13}, {1, 12}, {12, 1}}}, 3, true, false);
+  s.d = s.dv = 256;  // two 128-wide slices; a 1-row and a 1-column grid; a text stage of one key
+  s.G = 2;
+  s.B = 1;
+  v.push_back(s);
   v.push_back(spec({3, {{4, 40}}}, 20, true, false));  // r = 20: window stages of whole 72-column pieces
   v.push_back(spec({3, {{7, 150}}}, 5, false, true));  // r = 5: 6 n-tiles per warp; 1053 keys per text row
   s = spec({40, {{20, 52}}}, 2, true, true);
@@ -452,6 +480,7 @@ TEST_P(CudaWindowExactSets, RowsMatchCpuEngine) {
   cfg.quality_check = 0;
   const Outcome g = run_gpu(*call, cfg);
   EXPECT_EQ(ta::cuda::last_window_kernel(), expected_window_kernel(s, path));
+  EXPECT_EQ(ta::cuda::last_window_grid_kernel(), expected_grid_kernel(s, path));
   const Outcome c = run_cpu(*call, cfg);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
@@ -501,7 +530,11 @@ TEST_P(CudaWindowWgmmaTwin, MatchesMmaSyncKernel) {
   auto call = make_call(s, path, 7300 + static_cast<uint64_t>(s.layout.tokens() + s.radius));
   ta_config cfg = call->cfg;
   cfg.quality_check = 0;
+  // The text stages are under test: the grid queries stay in this kernel (the 2-D kernel,
+  // with its own stage order, has its own twin test below).
+  ta::cuda::set_window_grid_kernel_for_testing(false);
   const Outcome g = run_gpu(*call, cfg);
+  ta::cuda::set_window_grid_kernel_for_testing(true);
   ASSERT_EQ(g.status, TA_OK) << g.message;
   ASSERT_EQ(ta::cuda::last_window_kernel(), ta::cuda::WindowKernel::kMmaWg);
   const std::vector<double> wg = call->out_gpu.dense();
@@ -558,6 +591,8 @@ TEST_P(CudaWindowTma, SameBitsAsCpAsyncStaging) {
   if (!ta::cuda::device_has_wgmma(0)) GTEST_SKIP() << "no wgmma on this device or build";
   const auto [ts, path] = GetParam();
   auto call = make_call(ts.s, path, 7700 + static_cast<uint64_t>(ts.s.layout.tokens() + ts.s.radius));
+  // The staging of this kernel is under test: the grid queries stay in it.
+  ta::cuda::set_window_grid_kernel_for_testing(false);
   const Outcome t = run_gpu(*call, call->cfg);
   ASSERT_EQ(t.status, TA_OK) << t.message;
   ASSERT_EQ(ta::cuda::last_window_kernel(), ta::cuda::WindowKernel::kMmaWg);
@@ -568,6 +603,7 @@ TEST_P(CudaWindowTma, SameBitsAsCpAsyncStaging) {
   ta::cuda::set_window_tma_for_testing(false);
   const Outcome c = run_gpu(*call, call->cfg);
   ta::cuda::set_window_tma_for_testing(true);
+  ta::cuda::set_window_grid_kernel_for_testing(true);
   ASSERT_EQ(c.status, TA_OK) << c.message;
   EXPECT_FALSE(ta::cuda::last_window_tma());
   if (ts.s.d == 128) {
@@ -607,6 +643,98 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowTma,
                                             ::testing::Values(Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false})),
                          [](const auto& info) {
                            return spec_name(std::get<0>(info.param).s) + "_" + path_name(std::get<1>(info.param));
+                         });
+
+// ---- The 2-D grid kernel ----------------------------------------------------------------
+// On a wgmma card, calls the TMA staging covers with radius 1..4 leave their grid queries to
+// window_grid_wg. The same call runs three ways: with one persistent CTA per SM; with 3 CTAs
+// (each walks several tiles and its stage ring wraps: the same bits wherever the plain passes
+// are deterministic, the 128-wide prefix x block kernels with P = 3, else within the generic
+// key pass's run-to-run rounding); and with the grid tiles in the wgmma kernel, whose stage
+// order and stabiliser history differ (so do the weights' roundings to the input type: a few
+// unit roundoffs). P = 1 specs get sharp exact sets (fill_smooth): a key wrongly in or out of
+// a window moves its row by a percent or more, 40 f16 unit roundoffs.
+
+class CudaWindowGrid : public ::testing::TestWithParam<std::tuple<Spec, Path>> {};
+
+TEST_P(CudaWindowGrid, MatchesWgmmaKernelAndCpuEngine) {
+  SKIP_WITHOUT_GPU();
+  if (!ta::cuda::device_has_wgmma(0)) GTEST_SKIP() << "no wgmma on this device or build";
+  const auto [s, path] = GetParam();
+  const uint64_t seed = 8100 + static_cast<uint64_t>(s.layout.tokens() * 3 + s.radius);
+  auto call = make_call(s, path, seed);
+  if (s.P == 1) fill_smooth(*call, 6.0, seed + 1);
+  ta_config cfg = call->cfg;
+  cfg.quality_check = 0;
+  const double u = unit_roundoff(path.dtype);
+
+  const Outcome g = run_gpu(*call, cfg);
+  ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
+  ASSERT_TRUE(ta::cuda::last_window_grid_kernel());
+  const std::vector<double> grid = call->out_gpu.dense();
+  const std::vector<uint8_t> grid_bytes = call->out_gpu.element_bytes();
+  for (double x : grid) ASSERT_TRUE(std::isfinite(x));
+
+  ta::cuda::set_window_grid_ctas_for_testing(3);
+  const Outcome few = run_gpu(*call, cfg);
+  ta::cuda::set_window_grid_ctas_for_testing(0);
+  ASSERT_EQ(few.status, TA_OK) << few.message;
+  ASSERT_TRUE(ta::cuda::last_window_grid_kernel());
+  if (s.d / s.G == 128 && s.P == 3) {
+    EXPECT_EQ(call->out_gpu.element_bytes(), grid_bytes);
+    EXPECT_EQ(few.stats.denom_min, g.stats.denom_min);
+    EXPECT_EQ(few.stats.denom_max, g.stats.denom_max);
+  } else {
+    EXPECT_LT(worst_row(call->out_gpu.dense(), grid, s.dv), 4 * u);
+  }
+  EXPECT_EQ(few.stats.denom_le_eps, g.stats.denom_le_eps);
+
+  ta::cuda::set_window_grid_kernel_for_testing(false);
+  const Outcome m = run_gpu(*call, cfg);
+  ta::cuda::set_window_grid_kernel_for_testing(true);
+  ASSERT_EQ(m.status, TA_OK) << m.message;
+  ASSERT_FALSE(ta::cuda::last_window_grid_kernel());
+  const std::vector<double> mma = call->out_gpu.dense();
+  EXPECT_LT(tatest::rel_l2(grid, mma), 2 * u);
+  EXPECT_LT(worst_row(grid, mma, s.dv), 16 * u);
+  EXPECT_EQ(g.stats.window_exact_pairs, m.stats.window_exact_pairs);
+  EXPECT_EQ(g.stats.denom_count, m.stats.denom_count);
+  EXPECT_EQ(g.stats.denom_le_eps, m.stats.denom_le_eps);
+  EXPECT_NEAR(g.stats.denom_min, m.stats.denom_min, 1e-3 * std::fabs(m.stats.denom_min));
+  EXPECT_NEAR(g.stats.denom_max, m.stats.denom_max, 1e-3 * std::fabs(m.stats.denom_max));
+
+  // The CPU engine, row by row (CudaWindowExactSets' tolerance).
+  const Outcome c = run_cpu(*call, cfg);
+  ASSERT_EQ(c.status, TA_OK) << c.message;
+  EXPECT_LT(worst_row(grid, call->out_cpu.dense(), s.dv), 16 * u + 2 * unit_roundoff(TA_DTYPE_BF16));
+}
+
+std::vector<Spec> grid_specs() {
+  std::vector<Spec> v;
+  auto add = [&](Spec s, int P, int64_t d, int64_t B, int64_t H) {
+    s.P = P;
+    s.scale_mul = P == 1 ? 1.0 : s.scale_mul;
+    s.d = s.dv = d;
+    s.B = B;
+    s.H = H;
+    v.push_back(s);
+  };
+  add(spec({70, {{9, 150}, {4, 20}}}, 4, true, true), 3, 128, 1, 1);  // Flux-like proportions
+  add(spec({256, {{32, 32}}}, 4, true, true), 3, 128, 1, 2);           // 4 full text stages, 16 tiles
+  add(spec({0, {{17, 9}}}, 1, true, true), 1, 64, 2, 2);               // no text; tiles cut at both edges
+  add(spec({65, {{20, 33}, {7, 5}}}, 3, true, true), 1, 64, 2, 3);     // text stage of one key, two grids
+  add(spec({10, {{12, 12}}}, 2, false, true), 1, 128, 1, 2);           // no text keys for grid rows
+  Spec s = spec({64, {{16, 24}}}, 4, true, false);
+  s.permuted = true;
+  add(s, 3, 128, 1, 2);
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowGrid,
+                         ::testing::Combine(::testing::ValuesIn(grid_specs()),
+                                            ::testing::Values(Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false})),
+                         [](const auto& info) {
+                           return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
                          });
 
 // ---- Rows whose exact set is every key are exact softmax -------------------------------
@@ -655,9 +783,9 @@ INSTANTIATE_TEST_SUITE_P(Paths, CudaWindowAllExact,
 // hybrid denominators, while text rows (exact over every key) have positive ones. Both
 // backends must agree on the probe, the guard and the counts.
 
-std::unique_ptr<Call> negative_call(const Path& path) {
+std::unique_ptr<Call> negative_call(const Path& path, int64_t d = 32) {
   Spec s = spec({8, {{10, 10}}}, 1, false, true);
-  s.d = s.dv = 32;
+  s.d = s.dv = d;
   s.P = 2;
   auto call = make_call(s, path, 6200);
   tatest::Rng rng(6201);
@@ -721,6 +849,31 @@ INSTANTIATE_TEST_SUITE_P(Paths, CudaWindowGuards,
                          ::testing::Values(Path{TA_DTYPE_F32, false}, Path{TA_DTYPE_BF16, false},
                                            Path{TA_DTYPE_BF16, true}),
                          [](const auto& info) { return path_name(info.param); });
+
+// The same guards on the 2-D kernel's rows (d = 64: on a wgmma card the grid rows finish there).
+TEST(CudaWindowGuardsGrid, ClampsAndDeclinesNegativeGridRows_t8_10x10_B2_H2_d64_P2) {
+  SKIP_WITHOUT_GPU();
+  const Path path{TA_DTYPE_BF16, false};
+  auto call = negative_call(path, 64);
+  const int64_t grid_rows = call->spec.B * call->spec.H * 100;
+  ta_config cfg = call->cfg;
+  cfg.early_probe = 0;
+  Outcome g = run_gpu(*call, cfg);
+  EXPECT_EQ(ta::cuda::last_window_grid_kernel(), ta::cuda::device_has_wgmma(0));
+  EXPECT_EQ(g.status, TA_FALLBACK);
+  EXPECT_EQ(g.stats.fallback_reason, TA_REASON_DENOMINATOR_TOO_SMALL);
+  EXPECT_EQ(g.stats.denom_le_eps, grid_rows);
+  cfg.fallback_on_negative = 0;
+  g = run_gpu(*call, cfg);
+  const Outcome c = run_cpu(*call, cfg);
+  ASSERT_EQ(c.status, TA_OK) << c.message;
+  ASSERT_EQ(g.status, TA_OK) << g.message << " reason " << ta_reason_name(g.stats.fallback_reason);
+  EXPECT_EQ(g.stats.denom_le_eps, grid_rows);
+  EXPECT_EQ(g.stats.denom_le_eps, c.stats.denom_le_eps);
+  EXPECT_EQ(g.stats.denom_count, c.stats.denom_count);
+  EXPECT_NEAR(g.stats.denom_min, c.stats.denom_min, 3e-2 * std::fabs(c.stats.denom_min));
+  EXPECT_LT(tatest::rel_l2(call->out_gpu.dense(), call->out_cpu.dense()), gpu_cpu_tolerance(path));
+}
 
 // ---- Statistics and workspace ---------------------------------------------------------
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 #include <set>
 #include <string>
@@ -222,8 +223,9 @@ TEST_P(WindowPlan, KernelWalkHoldsForEveryTileWidth) {
   }
 }
 
-// The split choice: 1 without text_queries, within [1, kWindowMaxSplits], and the
-// workspace bound covers every batch size the launcher may see.
+// The split choices (text tiles with the grid tiles, or alone): 1 without text_queries,
+// within [1, kWindowMaxSplits], and the workspace bound covers every batch size the launcher
+// may see.
 TEST_P(WindowPlan, TextSplitsFitTheirWorkspace) {
   int64_t N = 0;
   ta_token_layout layout;
@@ -233,13 +235,15 @@ TEST_P(WindowPlan, TextSplitsFitTheirWorkspace) {
   for (int sms : {1, 132}) {
     const int64_t bytes = ta::cuda::window_partial_bytes(w, 40, 64, N, sms);
     for (int64_t units = 1; units <= 40; ++units) {
-      const int32_t s = ta::cuda::window_text_splits(a, units, N, sms, grid_cost);
-      ASSERT_GE(s, 1);
-      ASSERT_LE(s, ta::cuda::kWindowMaxSplits);
-      if (!w.text_queries) {
-        ASSERT_EQ(s, 1);
+      for (const int32_t s : {ta::cuda::window_text_splits(a, units, N, sms, grid_cost),
+                              ta::cuda::window_text_only_splits(a, units, N, sms)}) {
+        ASSERT_GE(s, 1);
+        ASSERT_LE(s, ta::cuda::kWindowMaxSplits);
+        if (!w.text_queries) {
+          ASSERT_EQ(s, 1);
+        }
+        EXPECT_LE(ta::cuda::window_partial_floats_for(a, units, s, 64) * 4, bytes) << "units " << units;
       }
-      EXPECT_LE(ta::cuda::window_partial_floats_for(a, units, s, 64) * 4, bytes) << "units " << units;
     }
   }
 }
@@ -291,5 +295,47 @@ const PlanCase kPlanCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Layouts, WindowPlan, ::testing::ValuesIn(kPlanCases),
                          [](const auto& info) { return name_of(info.param); });
+
+// The 2-D grid kernel's walk (window_grid_wg.cuh), for every radius it takes: the load order
+// is a permutation of the tile's window stages; every key of every query's window lies in
+// exactly one stage the query's warpgroup computes, inside the patch's columns, and
+// grid_patch_exact says so there; every other key of those stages is not exact.
+TEST(GridKernelPlan, EveryWindowKeyInExactlyOneComputedStage) {
+  using namespace ta::cuda;  // NOLINT(google-build-using-namespace): the plan's constants
+  for (int64_t r = 1; r <= kGridMaxRadius; ++r) {
+    SCOPED_TRACE("r = " + std::to_string(r));
+    const int ns = grid_window_stages(r);
+    std::vector<int> seen(static_cast<size_t>(ns), 0);
+    for (int i = 0; i < ns; ++i) {
+      const int ps = grid_stage_at(r, i);
+      ASSERT_GE(ps, 0);
+      ASSERT_LT(ps, ns);
+      ++seen[static_cast<size_t>(ps)];
+    }
+    for (int c : seen) ASSERT_EQ(c, 1);
+    for (int wg = 0; wg < 2; ++wg) {
+      for (int qr = kGridWgRows * wg; qr < kGridWgRows * (wg + 1); ++qr) {
+        for (int qc = 0; qc < kGridTileCols; ++qc) {
+          int64_t exact = 0;
+          for (int ps = 0; ps < ns; ++ps) {
+            if (!grid_stage_used(r, wg, ps)) continue;
+            for (int pr = kGridStageRows * ps; pr < kGridStageRows * (ps + 1); ++pr) {
+              for (int pc = 0; pc < kGridPatchCols; ++pc) {
+                const bool in = std::abs(pr - r - qr) <= r && std::abs(pc - r - qc) <= r;
+                ASSERT_EQ(ta::cuda::grid_patch_exact(r, pr, pc, qr, qc), in) << pr << " " << pc << " " << qr << " " << qc;
+                exact += in ? 1 : 0;
+              }
+            }
+          }
+          ASSERT_EQ(exact, (2 * r + 1) * (2 * r + 1)) << "query " << qr << " " << qc;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(ta::cuda::grid_tiles_x(17), 3);
+  EXPECT_EQ(ta::cuda::grid_tiles_y(17), 2);
+  EXPECT_FALSE(ta::cuda::grid_kernel_radius_ok(0));
+  EXPECT_FALSE(ta::cuda::grid_kernel_radius_ok(kGridMaxRadius + 1));
+}
 
 }  // namespace

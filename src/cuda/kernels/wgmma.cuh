@@ -119,6 +119,16 @@ __device__ __forceinline__ void tensor_copy_4d(uint32_t dst, const void* tmap, i
       "l"(tmap), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
       : "memory");
 }
+// The same for a 5-d box (the 2-D window kernel's grid maps: columns, then the grid's x, y,
+// the head and the batch in the map's dim order).
+__device__ __forceinline__ void tensor_copy_5d(uint32_t dst, const void* tmap, int c0, const int (&c)[4],
+                                               uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, "
+      "%5, %6}], [%7];\n" ::"r"(dst),
+      "l"(tmap), "r"(c0), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(bar)
+      : "memory");
+}
 // A plain arrival on a barrier (release: this thread's earlier shared-memory accesses happen
 // before a waiter's acquire).
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
@@ -259,6 +269,26 @@ __device__ __forceinline__ void wgmma_attn_rs(float (&d)[R], const uint32_t (&a)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1), "n"(TNSP_B));
   }
 }
+// D (64 x 64 fp32) += A (64 x 16 of T, K-major descriptor) x B (16 x 64 of T, K-major
+// descriptor): Q K^T of the 2-D window kernel, with the query tile in shared memory.
+template <class T>
+__device__ __forceinline__ void wgmma_attn_ss(float (&d)[32], uint64_t a_desc, uint64_t b_desc) {
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  static_assert(kBf16 || std::is_same_v<T, __half>, "16-bit inputs");
+  if constexpr (kBf16) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " TA_WG_D32_REGS
+                 "%32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : TA_WG_D32_OPS
+                 : "l"(a_desc), "l"(b_desc), "r"(1));
+  } else {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " TA_WG_D32_REGS
+                 "%32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : TA_WG_D32_OPS
+                 : "l"(a_desc), "l"(b_desc), "r"(1));
+  }
+}
 #undef TA_WG_D32_REGS
 #undef TA_WG_D32_OPS
 #undef TA_WG_D64_REGS
@@ -335,6 +365,19 @@ __device__ __forceinline__ void tma_token_coords(uint32_t order, int64_t tok, in
     c[i] = static_cast<int>((order & 3u) == static_cast<uint32_t>(i)          ? tok
                             : ((order >> 2) & 3u) == static_cast<uint32_t>(i) ? h
                                                                                : b);
+  }
+}
+
+// A grid tensor map's coordinates after the column: the grid column x, row y, head and batch
+// index each at the position `order` gives it (2 bits each, in that order; make_grid_map).
+__device__ __forceinline__ void grid_map_coords(uint32_t order, int x, int y, int64_t h, int64_t b, int (&c)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const auto at = static_cast<uint32_t>(i);
+    c[i] = (order & 3u) == at            ? x
+           : ((order >> 2) & 3u) == at   ? y
+           : ((order >> 4) & 3u) == at   ? static_cast<int>(h)
+                                         : static_cast<int>(b);
   }
 }
 

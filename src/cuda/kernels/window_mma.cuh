@@ -490,6 +490,85 @@ __device__ __forceinline__ void window_text_stage_wg(const uint16_t* ks, const u
 }
 #endif  // TA_WGMMA_DEVICE
 
+// After a row's last stage: brings the stabiliser to the one the row's denominator is
+// defined with (core/window.h: m = max(0, max_E s)), which the statistics and the eps guard
+// see (the lazy one may lag behind it), and sums l over the quad (the four threads of a quad
+// hold different keys of the same rows).
+template <int D>
+__device__ __forceinline__ void window_close_rows(WindowRows& rs, float (&acc)[D / 8][4]) {
+  if constexpr (window_lazy(D)) {
+    if (__any_sync(0xffffffffu, rs.mx[0] > rs.m[0] || rs.mx[1] > rs.m[1])) window_rescale<D>(rs, acc, rs.mx);
+  }
+#pragma unroll
+  for (int o = 1; o <= 2; o *= 2) {
+    rs.l[0] += __shfl_xor_sync(0xffffffffu, rs.l[0], o);
+    rs.l[1] += __shfl_xor_sync(0xffffffffu, rs.l[1], o);
+  }
+}
+
+// Finishes this thread's two rows (query tokens qi of unit (b, h, s), those with has_row) by
+// window.cuh's formula, with the denominator guards and statistics, and stores them.
+template <class T, int D>
+__device__ __forceinline__ void window_finish_rows(const PassArgs& a, const WindowRows& rs,
+                                                   const float (&acc)[D / 8][4], const bool (&has_row)[2],
+                                                   const int64_t (&qi)[2], bool taylor, int64_t unit_local,
+                                                   int64_t b, int64_t h, int64_t s, int tig, RowStats& stats) {
+  constexpr int DT = D / 8;
+  const int dvs = a.g.dvs;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (!has_row[i]) continue;
+    const float den_all = taylor ? a.wden[unit_local * a.g.Nq + qi[i]] : 0.0f;
+    float den = taylor ? fmaf(rs.em[i], den_all, rs.l[i]) : rs.l[i];
+    if (tig == 0) {
+      den = stats.account(a, den);
+    } else if (den <= a.eps && isfinite(den)) {
+      den = a.eps;
+    }
+    const float carrier = carrier_denominator(den_all), rden = 1.0f / den;
+    const int64_t obase = b * a.out.s0 + h * a.out.s1 + qi[i] * a.out.s2 + s * static_cast<int64_t>(dvs) * a.out.s3;
+    // This thread's columns come in pairs (2 tig, 2 tig + 1 of each n-tile): with a
+    // contiguous, 4-byte aligned output row (out has q's dtype, T) one 32-bit load of
+    // num_all and one store per pair, every load issued before the first use. (ncu at
+    // 5b3e143: the element-wise finish, a dtype switch per element, was 12% of the
+    // instructions.)
+    uint16_t* orow = static_cast<uint16_t*>(a.out.data) + obase;
+    if (window_lazy(D) && a.out.s3 == 1 && dvs % 2 == 0 && reinterpret_cast<uintptr_t>(orow) % 4 == 0 &&
+        isfinite(rden)) {
+      uint32_t prev[DT];
+#pragma unroll
+      for (int n = 0; n < DT; ++n) {
+        const int col = n * 8 + 2 * tig;
+        prev[n] = taylor && col < dvs ? *reinterpret_cast<const uint32_t*>(orow + col) : 0u;
+      }
+#pragma unroll
+      for (int n = 0; n < DT; ++n) {
+        const int col = n * 8 + 2 * tig;
+        if (col >= dvs) continue;
+        const float2 all = Mma16<T>::unpack(prev[n]);
+        // finish_element_rcp's arithmetic exactly.
+        const uint32_t out = Mma16<T>::pack(fmaf(rs.em[i], all.x * carrier, acc[n][2 * i]) * rden,
+                                            fmaf(rs.em[i], all.y * carrier, acc[n][2 * i + 1]) * rden);
+        *reinterpret_cast<uint32_t*>(orow + col) = out;
+        const float2 stored = Mma16<T>::unpack(out);
+        if (!isfinite(stored.x) || !isfinite(stored.y)) stats.flags |= kFlagNonFiniteOut;
+      }
+      continue;
+    }
+#pragma unroll
+    for (int n = 0; n < DT; ++n) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int col = n * 8 + 2 * tig + j;
+        if (col < dvs) {
+          stats.flags |= finish_element_rcp(a, obase + col * a.out.s3, taylor, carrier, rs.em[i], acc[n][2 * i + j],
+                                            den, rden);
+        }
+      }
+    }
+  }
+}
+
 // T: __half or __nv_bfloat16 (the inputs' type); D: the slice dims ds and dvs padded to
 // 32, 64 or 128. One block per (unit, tile, key range); blockIdx.x runs over the text
 // blocks of every unit first (the longest, started first), then each unit's grid tiles.
@@ -746,18 +825,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
     __syncthreads();
   }
 
-  // The stabiliser the row's denominator is defined with (core/window.h: m = max(0, max_E
-  // s)), which the statistics and the eps guard see: the lazy one may lag behind it.
-  if constexpr (window_lazy(D)) {
-    if (__any_sync(0xffffffffu, rs.mx[0] > rs.m[0] || rs.mx[1] > rs.m[1])) window_rescale<D>(rs, acc, rs.mx);
-  }
-
-  // Quad sums of l (the four threads of a quad hold different keys of the same rows).
-#pragma unroll
-  for (int o = 1; o <= 2; o *= 2) {
-    rs.l[0] += __shfl_xor_sync(0xffffffffu, rs.l[0], o);
-    rs.l[1] += __shfl_xor_sync(0xffffffffu, rs.l[1], o);
-  }
+  window_close_rows<D>(rs, acc);
 
   if (tile.grid < 0 && w.splits > 1) {
     // One key range of text rows exact over every key: (m, l, acc) for window_merge.
@@ -783,58 +851,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
 
   // Finish the rows: window.cuh's formula, guards and statistics.
   RowStats stats;
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    if (!has_row[i]) continue;
-    const float den_all = taylor ? a.wden[unit_local * g.Nq + qi[i]] : 0.0f;
-    float den = taylor ? fmaf(rs.em[i], den_all, rs.l[i]) : rs.l[i];
-    if (tig == 0) {
-      den = stats.account(a, den);
-    } else if (den <= a.eps && isfinite(den)) {
-      den = a.eps;
-    }
-    const float carrier = carrier_denominator(den_all), rden = 1.0f / den;
-    const int64_t obase = b * a.out.s0 + h * a.out.s1 + qi[i] * a.out.s2 + s * static_cast<int64_t>(dvs) * a.out.s3;
-    // This thread's columns come in pairs (2 tig, 2 tig + 1 of each n-tile): with a
-    // contiguous, 4-byte aligned output row (out has q's dtype, T) one 32-bit load of
-    // num_all and one store per pair, every load issued before the first use. (ncu at
-    // 5b3e143: the element-wise finish, a dtype switch per element, was 12% of the
-    // instructions.)
-    uint16_t* orow = static_cast<uint16_t*>(a.out.data) + obase;
-    if (window_lazy(D) && a.out.s3 == 1 && dvs % 2 == 0 && reinterpret_cast<uintptr_t>(orow) % 4 == 0 &&
-        isfinite(rden)) {
-      uint32_t prev[DT];
-#pragma unroll
-      for (int n = 0; n < DT; ++n) {
-        const int col = n * 8 + 2 * tig;
-        prev[n] = taylor && col < dvs ? *reinterpret_cast<const uint32_t*>(orow + col) : 0u;
-      }
-#pragma unroll
-      for (int n = 0; n < DT; ++n) {
-        const int col = n * 8 + 2 * tig;
-        if (col >= dvs) continue;
-        const float2 all = Mma16<T>::unpack(prev[n]);
-        // finish_element_rcp's arithmetic exactly.
-        const uint32_t out = Mma16<T>::pack(fmaf(rs.em[i], all.x * carrier, acc[n][2 * i]) * rden,
-                                            fmaf(rs.em[i], all.y * carrier, acc[n][2 * i + 1]) * rden);
-        *reinterpret_cast<uint32_t*>(orow + col) = out;
-        const float2 stored = Mma16<T>::unpack(out);
-        if (!isfinite(stored.x) || !isfinite(stored.y)) stats.flags |= kFlagNonFiniteOut;
-      }
-      continue;
-    }
-#pragma unroll
-    for (int n = 0; n < DT; ++n) {
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int col = n * 8 + 2 * tig + j;
-        if (col < dvs) {
-          stats.flags |= finish_element_rcp(a, obase + col * a.out.s3, taylor, carrier, rs.em[i], acc[n][2 * i + j],
-                                                  den, rden);
-        }
-      }
-    }
-  }
+  window_finish_rows<T, D>(a, rs, acc, has_row, qi, taylor, unit_local, b, h, s, tig, stats);
   stats.flush(a);
 }
 
