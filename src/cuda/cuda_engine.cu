@@ -113,7 +113,7 @@ bool prefix_block4(PassKernels k) { return k == PassKernels::kPrefixBlock4 || k 
 
 struct Layout {
   int64_t ids, weight, S, St, qfac, kfac, keep, stats, probe_rows, q_rows, q_ref_o, q_ref_m, q_got;
-  int64_t wden, probe_den, tiles, wpart;  // local-exact hybrid only (empty otherwise)
+  int64_t wden, probe_den, tiles, wpart, wnext;  // local-exact hybrid only (empty otherwise)
   int64_t pb_y, pb_vx;             // prefix x block path only: prepared keys and value rows
   int64_t total;
 };
@@ -152,6 +152,8 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc, Pas
   // Partial (m, l, acc) of text rows split over key ranges (10.6 MB at H=24, N=66048):
   // without it the longest rows run on one block each and become the tail.
   l.wpart = take(hybrid ? window_partial_bytes(p.window, upb, p.dvs, p.Nk) : 0);
+  // The 2-D window kernel's work counters, one per grid.
+  l.wnext = take(hybrid ? TA_MAX_GRIDS * sizeof(unsigned int) : 0);
   l.pb_y = take(pb4 ? upb * pb4_key_bytes(p.Nk) : pb ? upb * pb_key_bytes(p.Nk) : 0);
   l.pb_vx = take(pb4 ? upb * pb4_value_bytes(p.Nk) : pb && !pb_direct_values(p) ? upb * pb_value_bytes(p.Nk) : 0);
   l.total = at + kAlign;  // slack to align the caller's pointer
@@ -821,6 +823,7 @@ ta_status run_impl(const Problem& p, const ta_config& c, const KeyMask& mask, Pa
     win.args = window_args(p.window, p.P);
     win.args.tiles = reinterpret_cast<const WindowTile*>(ws + l.tiles);
     win.args.partials = reinterpret_cast<float*>(ws + l.wpart);
+    win.args.grid_next = reinterpret_cast<unsigned int*>(ws + l.wnext);
     win.args.partial_floats = window_partial_bytes(p.window, upb, p.dvs, p.Nk) / 4;
     win.tiles = static_cast<int64_t>(tiles.size());
     win.maps = window_maps(p, args, t_last_window, g_window_tma.load());

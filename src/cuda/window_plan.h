@@ -65,6 +65,8 @@ struct WindowArgs {
   int64_t units;                   // units of the batch
   int32_t splits;                  // key ranges per text tile (1 unless text_queries)
   int64_t split_keys;              // keys per range (a multiple of kWindowTextKeys)
+  // The 2-D kernel's work counters (one per grid launch, zeroed before it): workspace.
+  unsigned int* grid_next;
 };
 
 TA_HD inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -284,6 +286,8 @@ inline constexpr int kGridTileRows = 2 * kGridWgRows, kGridTileCols = 8;
 inline constexpr int kGridStageRows = 4, kGridPatchCols = 16;
 inline constexpr int kGridStageKeys = kGridStageRows * kGridPatchCols;
 inline constexpr int kGridMaxRadius = (kGridPatchCols - kGridTileCols) / 2;
+// Window stages of a tile at the largest radius (grid_window_stages(kGridMaxRadius)).
+inline constexpr int kGridMaxWindowStages = (kGridTileRows + 2 * kGridMaxRadius + kGridStageRows - 1) / kGridStageRows;
 // The first patch stage warpgroup 1 reaches (its rows start 8 below warpgroup 0's).
 inline constexpr int kGridWg1First = kGridWgRows / kGridStageRows;
 static_assert(kGridStageKeys == 64 && kGridWgRows % kGridStageRows == 0, "64-key stages, aligned to the warpgroups");
@@ -451,6 +455,14 @@ inline void window_set_splits(WindowArgs& a, int32_t splits, int64_t Nk) {
   a.splits = std::max(splits, 1);
   const int64_t per = (Nk + a.splits - 1) / a.splits;
   a.split_keys = std::max<int64_t>((per + kWindowTextKeys - 1) / kWindowTextKeys * kWindowTextKeys, kWindowTextKeys);
+}
+
+// Key ranges of a launch that hold keys (window_set_splits rounds the range length up to
+// whole stages, so the last ranges may be empty): the merge reads only these, and the 2-D
+// kernel's text items cover only these.
+TA_HD inline int32_t window_live_splits(const WindowArgs& a, int64_t Nk) {
+  if (a.splits <= 1 || a.split_keys <= 0) return 1;
+  return static_cast<int32_t>(min64(a.splits, max64((Nk + a.split_keys - 1) / a.split_keys, 1)));
 }
 
 // SM count the workspace is sized for when the device is not known (an H100's). Any value

@@ -33,6 +33,9 @@ __device__ __forceinline__ float ex2_approx(float x) {
 }
 constexpr float kLog2e = 1.4426950408889634f;
 
+// Brings the 128-byte line holding p into L2 (no register, no wait).
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 // True when query i's exact set is every key (no Taylor part to complete).
 __device__ __forceinline__ bool row_all_exact(const WindowArgs& w, int64_t i) {
   return i < w.text && w.text_queries != 0;

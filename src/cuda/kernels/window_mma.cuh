@@ -506,6 +506,32 @@ __device__ __forceinline__ void window_close_rows(WindowRows& rs, float (&acc)[D
   }
 }
 
+// One key range of text rows exact over every key (splits > 1): this thread's (m, l, acc)
+// of its rows into the partials, for window_merge.
+template <int D>
+__device__ __forceinline__ void window_store_partials(const WindowArgs& w, const WindowRows& rs,
+                                                      const float (&acc)[D / 8][4], const bool (&has_row)[2],
+                                                      const int64_t (&qi)[2], int64_t unit_local, int64_t split,
+                                                      int dvs, int tig) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    if (!has_row[i]) continue;
+    float* part = w.partials + ((unit_local * w.text + qi[i]) * w.splits + split) * (dvs + 2);
+    if (tig == 0) {
+      part[0] = rs.m[i];
+      part[1] = rs.l[i];
+    }
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const int col = n * 8 + 2 * tig + j;
+        if (col < dvs) part[2 + col] = acc[n][2 * i + j];
+      }
+    }
+  }
+}
+
 // Finishes this thread's two rows (query tokens qi of unit (b, h, s), those with has_row) by
 // window.cuh's formula, with the denominator guards and statistics, and stores them.
 template <class T, int D>
@@ -828,24 +854,7 @@ __global__ void __launch_bounds__(kWindowThreads, D == 32 ? 2 : 1)
   window_close_rows<D>(rs, acc);
 
   if (tile.grid < 0 && w.splits > 1) {
-    // One key range of text rows exact over every key: (m, l, acc) for window_merge.
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      if (!has_row[i]) continue;
-      float* part = w.partials + ((unit_local * w.text + qi[i]) * w.splits + split) * (dvs + 2);
-      if (tig == 0) {
-        part[0] = rs.m[i];
-        part[1] = rs.l[i];
-      }
-#pragma unroll
-      for (int n = 0; n < DT; ++n) {
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const int col = n * 8 + 2 * tig + j;
-          if (col < dvs) part[2 + col] = acc[n][2 * i + j];
-        }
-      }
-    }
+    window_store_partials<D>(w, rs, acc, has_row, qi, unit_local, split, dvs, tig);
     return;
   }
 
@@ -867,7 +876,8 @@ __global__ void __launch_bounds__(256) window_merge(PassArgs a, WindowArgs w) {
   unit_coords(a.g, a.g.unit0 + unit_local, &b, &h, &s);
   const int dvs = a.g.dvs, stride = dvs + 2;
   const float* part = w.partials + item * w.splits * stride;
-  const bool mine = lane < w.splits;
+  const int live = window_live_splits(w, a.g.Nk);  // empty ranges were never written
+  const bool mine = lane < live;
   const float m = mine ? part[lane * stride] : 0.0f;
   float M = m;
 #pragma unroll
@@ -877,7 +887,7 @@ __global__ void __launch_bounds__(256) window_merge(PassArgs a, WindowArgs w) {
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) den += __shfl_xor_sync(0xffffffffu, den, o);
   float acc[kCols] = {};
-  for (int sp = 0; sp < w.splits; ++sp) {
+  for (int sp = 0; sp < live; ++sp) {
     const float f = __shfl_sync(0xffffffffu, scale, sp);
 #pragma unroll
     for (int i = 0; i < kCols; ++i) {
