@@ -149,7 +149,8 @@ Layout layout_for(const Problem& p, const ta_config& c, int64_t upb, int nc, Pas
   l.wden = take(hybrid ? upb * p.Nq * 4 : 0);
   l.probe_den = take(hybrid ? upb * std::min<int64_t>(c.probe_samples, p.Nq) * 4 : 0);
   l.tiles = take(hybrid ? window_tile_count(p.window) * static_cast<int64_t>(sizeof(WindowTile)) : 0);
-  // Partial (m, l, acc) of text rows split over key ranges (10.6 MB at H=24, N=66048):
+  // Partial (m, l, acc) of text rows split over key ranges (up to 29 MB at H=24, N=66048,
+  // sized for the 2-D kernel's finer splits):
   // without it the longest rows run on one block each and become the tail.
   l.wpart = take(hybrid ? window_partial_bytes(p.window, upb, p.dvs, p.Nk) : 0);
   // The 2-D window kernel's work counters, one per grid.
