@@ -296,6 +296,27 @@ const PlanCase kPlanCases[] = {
 INSTANTIATE_TEST_SUITE_P(Layouts, WindowPlan, ::testing::ValuesIn(kPlanCases),
                          [](const auto& info) { return name_of(info.param); });
 
+// The key ranges that hold keys (window_live_splits): what window_merge reads and the 2-D
+// kernel's text items cover. They tile [0, N) in order, each non-empty; the ranges after
+// them (window_set_splits rounds the length up to whole stages) are empty.
+TEST(WindowLiveSplits, CoverTheKeysWithoutEmptyRanges) {
+  for (int64_t N : {1, 63, 64, 65, 1000, 1080, 16400, 65792}) {
+    for (int32_t splits = 1; splits <= ta::cuda::kWindowMaxSplits; ++splits) {
+      WindowArgs a{};
+      ta::cuda::window_set_splits(a, splits, N);
+      const int32_t live = ta::cuda::window_live_splits(a, N);
+      ASSERT_GE(live, 1);
+      ASSERT_LE(live, a.splits);
+      if (a.splits == 1) {
+        ASSERT_EQ(live, 1);
+        continue;
+      }
+      EXPECT_LT(static_cast<int64_t>(live - 1) * a.split_keys, N) << "N " << N << " splits " << splits;
+      EXPECT_GE(static_cast<int64_t>(live) * a.split_keys, N) << "N " << N << " splits " << splits;
+    }
+  }
+}
+
 // The 2-D grid kernel's walk (window_grid_wg.cuh), for every radius it takes: the load order
 // is a permutation of the tile's window stages; every key of every query's window lies in
 // exactly one stage the query's warpgroup computes, inside the patch's columns, and
