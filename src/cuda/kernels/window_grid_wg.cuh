@@ -23,8 +23,7 @@
 // swizzle, out-of-range tokens as zeros). Full barriers count the producer warp's 32 arrivals
 // plus the bytes; empty barriers one arrival per consumer thread, after its last read (a
 // warpgroup that does not use a stage still waits for it to land and releases it, so the
-// phases stay in step). An item
-// index past the end tells the consumers to stop.
+// phases stay in step). An item index past the end tells the consumers to stop.
 //
 // Grid items: warpgroup 0 takes the top 8 x 8 queries of the tile, warpgroup 1 the bottom 8 x
 // 8. Keys outside a query's window and out-of-grid keys score 0 (masked, or zero rows), whose
