@@ -71,6 +71,11 @@ std::string path_name(const Path& p) {
   return std::string(ta_dtype_name(p.dtype)) + (p.force_fp32 ? "_fp32" : "") + (p.mma_sync ? "_mma" : "");
 }
 
+// Test name of a (Spec, Path) parameter.
+std::string spec_path_name(const ::testing::TestParamInfo<std::tuple<Spec, Path>>& info) {
+  return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
+}
+
 void PrintTo(const Spec& s, std::ostream* os) { *os << spec_name(s); }
 void PrintTo(const Path& p, std::ostream* os) { *os << path_name(p); }
 
@@ -410,9 +415,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindow,
                                                               Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false},
                                                               Path{TA_DTYPE_BF16, true}, Path{TA_DTYPE_F16, false, true},
                                                               Path{TA_DTYPE_BF16, false, true})),
-                         [](const auto& info) {
-                           return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
-                         });
+                         spec_path_name);
 
 // ---- Exact sets, sharply --------------------------------------------------------------
 // Image-like inputs: q = k = smooth unit vectors over each grid (white noise blurred twice
@@ -511,9 +514,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowExactSets,
                                             ::testing::Values(Path{TA_DTYPE_F32, true}, Path{TA_DTYPE_F32, false},
                                                               Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false},
                                                               Path{TA_DTYPE_F16, false, true})),
-                         [](const auto& info) {
-                           return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
-                         });
+                         spec_path_name);
 
 // ---- The wgmma text stages against their mma.sync twin -----------------------------------
 // On a wgmma card the same call runs twice, with the window kernel's text stages on wgmma and
@@ -568,9 +569,7 @@ std::vector<Spec> twin_specs() {
 INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowWgmmaTwin,
                          ::testing::Combine(::testing::ValuesIn(twin_specs()),
                                             ::testing::Values(Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false})),
-                         [](const auto& info) {
-                           return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
-                         });
+                         spec_path_name);
 
 // ---- TMA staging of the wgmma kernel --------------------------------------------------
 // With the TMA, a stage's rows outside its keys hold neighbouring tokens instead of zeros;
@@ -733,9 +732,7 @@ std::vector<Spec> grid_specs() {
 INSTANTIATE_TEST_SUITE_P(Layouts, CudaWindowGrid,
                          ::testing::Combine(::testing::ValuesIn(grid_specs()),
                                             ::testing::Values(Path{TA_DTYPE_F16, false}, Path{TA_DTYPE_BF16, false})),
-                         [](const auto& info) {
-                           return spec_name(std::get<0>(info.param)) + "_" + path_name(std::get<1>(info.param));
-                         });
+                         spec_path_name);
 
 // ---- Rows whose exact set is every key are exact softmax -------------------------------
 // All text, text queries exact: the hybrid is the modified function's softmax, even
